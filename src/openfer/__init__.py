@@ -1,0 +1,18 @@
+"""openfer: facial expression recognition — published methods, official data formats, inference.
+
+    >>> import openfer
+    >>> openfer.list_models("deep_emotion*")
+    ['deep_emotion', 'deep_emotion_paper']
+    >>> model = openfer.create_model("deep_emotion")      # untrained, published configuration
+    >>> model.meta.classes[:2]
+    ('anger', 'disgust')
+"""
+
+from .errors import DataFormatError, OpenferError, RecipeError
+from .labels import Emotion
+from .models.registry import create_model, list_models, load_model
+
+__version__ = "0.1.0"
+
+__all__ = ["Emotion", "OpenferError", "DataFormatError", "RecipeError", "create_model",
+           "list_models", "load_model", "__version__"]

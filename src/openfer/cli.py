@@ -1,0 +1,201 @@
+"""The ``openfer`` command line: train, eval, models, recipes.
+
+User errors (bad files, bad recipe keys, missing data) print one ``openfer: error: ...`` line
+that says what and where, and exit with status 2; nothing is written half-way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+
+from .errors import OpenferError
+
+EXAMPLES = {
+    "train": """examples:
+  openfer train --recipe deep_emotion_fer2013 data.root=fer2013.csv.gz
+  openfer train --recipe deep_emotion_fer2013 data.root=fer2013.csv.gz --resume
+  openfer train --recipe my_recipe.yaml optimizer.lr=0.01 trainer.max_epochs=30
+  openfer train --recipe deep_emotion_fer2013 data.root=fer2013.csv.gz \\
+      --accelerator cpu --devices 2 --strategy ddp""",
+    "eval": """examples:
+  openfer eval --model runs/deep_emotion_fer2013/best.safetensors --dataset fer2013 \\
+      --root fer2013.csv.gz --split PublicTest
+  openfer eval --model best.safetensors --dataset folder --root my_faces/ --json""",
+}
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto",
+                        help="cpu, cuda, cuda:1 or auto (default: auto = cuda if available)")
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise OpenferError(f"--device {name}: no CUDA device is available on this machine; "
+                           "use --device cpu")
+    return name
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="openfer", description="Facial expression recognition: train, evaluate, predict.")
+    parser.add_argument("--version", action="version", version=f"openfer {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a recipe", epilog=EXAMPLES["train"],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("--recipe", required=True,
+                       help="a recipe YAML file or a shipped recipe name (see 'openfer recipes')")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="recipe overrides with dotted keys, e.g. optimizer.lr=0.01")
+    train.add_argument("--output", help="run directory (default: runs/<recipe name>)")
+    train.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
+                       help="resume from a checkpoint file, or with no value from the newest "
+                            "readable checkpoint of the run directory")
+    train.add_argument("--accelerator", help="cpu, gpu, auto (overrides trainer.accelerator)")
+    train.add_argument("--devices", help="number of devices or 'auto' (trainer.devices)")
+    train.add_argument("--strategy", help="auto, ddp, ddp_spawn, ... (trainer.strategy)")
+    train.add_argument("--max-epochs", type=int, help="overrides trainer.max_epochs")
+    train.add_argument("--seed", type=int, help="overrides trainer.seed")
+    train.add_argument("--device", help="shortcut: cpu or cuda (sets --accelerator)")
+
+    evaluate = commands.add_parser("eval", help="evaluate a model on a labelled data set",
+                                   epilog=EXAMPLES["eval"],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    evaluate.add_argument("--model", required=True,
+                          help="a .safetensors file written by openfer, or a shipped model name")
+    evaluate.add_argument("--dataset", required=True, help="fer2013 or folder")
+    evaluate.add_argument("--root", required=True, help="the data set's file or folder")
+    evaluate.add_argument("--split", default="all",
+                          help="the data set's own split name (FER2013: Training, PublicTest, "
+                               "PrivateTest; folder: a sub-folder, or all)")
+    evaluate.add_argument("--classes", help="comma-separated class list for numbered folders")
+    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--tta", action="store_true",
+                          help="test-time augmentation: average with the mirrored face")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_device(evaluate)
+
+    models = commands.add_parser("models", help="list registered architectures and weights")
+    models.add_argument("pattern", nargs="?", default="*")
+    models.add_argument("--json", action="store_true")
+
+    commands.add_parser("recipes", help="list shipped training recipes")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return COMMANDS[args.command](args)
+    except OpenferError as exc:
+        print(f"openfer: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("openfer: interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_train(args) -> int:
+    try:
+        from .engine.recipe import load_recipe
+        from .engine.train import train
+    except ImportError as exc:
+        raise OpenferError(f"training needs the [train] extra ({exc.name} is missing): "
+                           "pip install 'openfer[train]'") from None
+    overrides = list(args.overrides)
+    for flag, key in (("accelerator", "trainer.accelerator"), ("devices", "trainer.devices"),
+                      ("strategy", "trainer.strategy"), ("max_epochs", "trainer.max_epochs"),
+                      ("seed", "trainer.seed")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if args.device:
+        overrides.append("trainer.accelerator=" + ("gpu" if args.device.startswith("cuda")
+                                                   else args.device))
+    recipe = load_recipe(args.recipe, overrides)
+    _quiet_lightning()
+    summary = train(recipe, output_dir=args.output, resume=args.resume)
+    if summary:
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _quiet_lightning() -> None:
+    """Keep Lightning's progress bar and warnings that matter; drop its tips and banners."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+
+
+def cmd_eval(args) -> int:
+    from .data import load_dataset
+    from .evaluate import evaluate
+    from .metrics import format_report
+    from .models.registry import load_model
+
+    device = resolve_device(args.device)
+    model = load_model(args.model)
+    meta = model.meta
+    classes = args.classes.split(",") if args.classes else None
+    dataset = load_dataset(args.dataset, args.root, args.split, image_size=meta.input_size,
+                           channels=meta.channels, classes=classes)
+    report = evaluate(model, dataset, batch_size=args.batch_size, device=device,
+                      tta_flip=args.tta)
+    report["split"] = args.split
+    report["model_file"] = str(args.model)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"model {args.model} ({meta.architecture}) on {dataset.name}")
+        print(format_report(report))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .checkpoint import shipped_weights
+    from .models.registry import get_entry, list_models
+
+    names = list_models(args.pattern)
+    weights = sorted(shipped_weights())
+    if args.json:
+        print(json.dumps({"architectures": names, "weights": weights}))
+        return 0
+    for name in names:
+        entry = get_entry(name)
+        meta = entry.meta
+        print(f"{name:<24} {meta.channels}x{meta.input_size[0]}x{meta.input_size[1]}  "
+              f"{entry.description}")
+    print("\nshipped weights: " + (", ".join(weights) or "none"))
+    return 0
+
+
+def cmd_recipes(args) -> int:
+    import yaml
+
+    from .engine.recipe import builtin_recipes
+
+    for name, path in builtin_recipes().items():
+        data = yaml.safe_load(path.read_text()) or {}
+        print(f"{name:<32} {data.get('description', '')}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "models": cmd_models, "recipes": cmd_recipes}
+
+if __name__ == "__main__":
+    sys.exit(main())

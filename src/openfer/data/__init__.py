@@ -1,0 +1,54 @@
+"""Data set readers (official formats in, canonical labels out) and batch transforms.
+
+``load_dataset(name, root, split, image_size=..., channels=...)`` is the one entry point the
+engine, the evaluator and the CLI use; each reader module documents the files it accepts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..errors import OpenferError
+from .dataset import ArrayFaceDataset, FaceDataset, ImageFileDataset
+
+__all__ = ["ArrayFaceDataset", "FaceDataset", "ImageFileDataset", "DATASETS", "load_dataset"]
+
+
+def _fer2013(root, split, **kw) -> FaceDataset:
+    from . import fer2013
+    return fer2013.load(root, split, **kw)
+
+
+def _folder(root, split, *, image_size, channels, classes=None, **kw) -> FaceDataset:
+    from .folder import read_folder
+    root = Path(root)
+    if split and split != "all":
+        if not (root / split).is_dir():
+            raise OpenferError(f"split folder {root / split} not found; with --dataset folder, "
+                               "--split names a sub-folder of --root (or use 'all' for root)")
+        root = root / split
+    return read_folder(root, image_size=image_size, channels=channels, classes=classes)
+
+
+#: Reader per data set name: ``reader(root, split, *, image_size, channels, classes) -> FaceDataset``.
+DATASETS: dict[str, Callable[..., FaceDataset]] = {
+    "fer2013": _fer2013,
+    "folder": _folder,
+}
+
+
+def load_dataset(name: str, root: str | Path, split: str = "all", *,
+                 image_size: tuple[int, int] | None = None, channels: int | None = None,
+                 classes: Sequence[str] | None = None) -> FaceDataset:
+    """Read one split of a data set, with faces converted to ``image_size`` and ``channels``."""
+    try:
+        reader = DATASETS[name.lower()]
+    except KeyError:
+        raise OpenferError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}") \
+            from None
+    dataset = reader(root, split, image_size=tuple(image_size or (48, 48)),
+                     channels=channels or 1, classes=classes)
+    if isinstance(dataset, ArrayFaceDataset) and (image_size or channels):
+        dataset = dataset.converted(image_size, channels)
+    return dataset

@@ -1,0 +1,196 @@
+"""Face data sets: what every reader returns and every trainer and evaluator consumes.
+
+A :class:`FaceDataset` yields ``(image, label)`` pairs: ``image`` a ``uint8`` tensor (C, H, W) at
+the size the consumer asked for, ``label`` an index into :attr:`FaceDataset.classes` (canonical
+:class:`~openfer.labels.Emotion` values in index order) or ``-1`` for an unlabelled sample. The
+native code of each sample stays available in :attr:`FaceDataset.native_labels`, so a reader's
+mapping can always be checked against the owner's files.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..errors import DataFormatError, OpenferError
+from ..labels import Emotion, LabelSet
+from . import images as imageio
+
+
+class FaceDataset(torch.utils.data.Dataset):
+    """Base class: labels, classes and provenance; subclasses supply the pixels."""
+
+    def __init__(self, labels: np.ndarray, classes: Sequence[Emotion], *, name: str,
+                 label_set: LabelSet | None = None, native_labels: np.ndarray | None = None,
+                 sources: Sequence[str] | None = None, channels: int = 1,
+                 image_size: tuple[int, int] = (48, 48)):
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.classes = tuple(classes)
+        self.name = name
+        self.label_set = label_set
+        self.native_labels = (self.labels.copy() if native_labels is None
+                              else np.asarray(native_labels, dtype=np.int64))
+        self.sources = list(sources) if sources is not None else None
+        self.channels = channels
+        self.image_size = tuple(image_size)
+        #: Non-expression or skipped samples a reader dropped, by reason (e.g. AffectNet 8-10).
+        self.dropped: Counter[str] = Counter()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def has_labels(self) -> bool:
+        return bool(len(self.labels)) and bool((self.labels >= 0).all())
+
+    def require_labels(self) -> None:
+        """Raise a clear error if some samples have no label (e.g. Kaggle's test.csv)."""
+        if not self.has_labels:
+            missing = int((self.labels < 0).sum())
+            raise OpenferError(
+                f"{self.name}: {missing} of {len(self)} samples have no expression label, so it "
+                "cannot be used for training or evaluation; use it with 'openfer predict', or "
+                "evaluate on a labelled split")
+
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.labels[self.labels >= 0], minlength=len(self.classes))
+        return {c.value: int(n) for c, n in zip(self.classes, counts)}
+
+    def source(self, index: int) -> str:
+        return self.sources[index] if self.sources is not None else f"{self.name}[{index}]"
+
+    def describe(self) -> str:
+        counts = ", ".join(f"{k} {v}" for k, v in self.class_counts().items())
+        text = f"{self.name}: {len(self)} faces, {self.channels}x{self.image_size[0]}x" \
+               f"{self.image_size[1]}; {counts}"
+        if self.dropped:
+            text += "; dropped " + ", ".join(f"{k}: {v}" for k, v in self.dropped.items())
+        return text
+
+
+class ArrayFaceDataset(FaceDataset):
+    """Faces held in memory as one ``uint8`` array (N, H, W, C): FER2013 and other small sets."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, classes: Sequence[Emotion], **kw):
+        if images.ndim == 3:
+            images = images[:, :, :, None]
+        if images.dtype != np.uint8 or images.ndim != 4:
+            raise ValueError("images must be a uint8 array (N, H, W[, C])")
+        super().__init__(labels, classes, channels=images.shape[3],
+                         image_size=images.shape[1:3], **kw)
+        self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+
+    def __getitem__(self, index):
+        """One face ``(uint8 (C, H, W), int)``, or a whole batch for a sequence of indices:
+        ``(uint8 (B, C, H, W), int64 (B,))`` gathered in one step (the fast training path)."""
+        if isinstance(index, (int, np.integer)):
+            return self.images[index], int(self.labels[index])
+        index = torch.as_tensor(index, dtype=torch.long)
+        return self.images[index], torch.from_numpy(self.labels[index.numpy()])
+
+    def converted(self, image_size: tuple[int, int] | None = None,
+                  channels: int | None = None) -> "ArrayFaceDataset":
+        """The same faces at another size and/or channel count (computed once, in chunks)."""
+        size = tuple(image_size or self.image_size)
+        channels = channels or self.channels
+        if size == self.image_size and channels == self.channels:
+            return self
+        out = torch.empty((len(self), channels, *size), dtype=torch.uint8)
+        for start in range(0, len(self), 4096):
+            chunk = self.images[start:start + 4096]
+            out[start:start + 4096] = convert_uint8_batch(chunk, size, channels)
+        new = ArrayFaceDataset.__new__(ArrayFaceDataset)
+        FaceDataset.__init__(new, self.labels, self.classes, name=self.name,
+                             label_set=self.label_set, native_labels=self.native_labels,
+                             sources=self.sources, channels=channels, image_size=size)
+        new.dropped = self.dropped
+        new.images = out
+        return new
+
+    def subset(self, indices: Sequence[int]) -> "ArrayFaceDataset":
+        indices = np.asarray(indices, dtype=np.int64)
+        new = ArrayFaceDataset.__new__(ArrayFaceDataset)
+        FaceDataset.__init__(new, self.labels[indices], self.classes, name=self.name,
+                             label_set=self.label_set, native_labels=self.native_labels[indices],
+                             sources=[self.sources[i] for i in indices] if self.sources else None,
+                             channels=self.channels, image_size=self.image_size)
+        new.images = self.images[torch.from_numpy(indices)]
+        return new
+
+
+def convert_uint8_batch(batch: torch.Tensor, size: tuple[int, int], channels: int) -> torch.Tensor:
+    """Resize (antialiased bilinear) and change channels of a ``uint8`` (B, C, H, W) batch."""
+    x = batch.float()
+    if x.shape[1] != channels:
+        if channels == 3 and x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        elif channels == 1 and x.shape[1] == 3:
+            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            x = (x * weights).sum(1, keepdim=True)
+        else:
+            raise ValueError(f"cannot convert {x.shape[1]} channels to {channels}")
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False,
+                                            antialias=True)
+    return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
+class ImageFileDataset(FaceDataset):
+    """Faces read from image files on demand, converted to ``channels`` and ``image_size``.
+
+    An unreadable file raises :class:`DataFormatError` naming it, when it is read; call
+    :meth:`verify` first to find every bad file of a data set at once.
+    """
+
+    def __init__(self, paths: Sequence[str | Path], labels: np.ndarray, classes: Sequence[Emotion],
+                 *, image_size: tuple[int, int], channels: int, crops=None, **kw):
+        super().__init__(labels, classes, channels=channels, image_size=image_size,
+                         sources=[str(p) for p in paths], **kw)
+        self.paths = [Path(p) for p in paths]
+        #: Optional per-sample face box (x, y, w, h) in image pixels, cropped before resizing.
+        self.crops = crops
+
+    def load(self, index: int) -> np.ndarray:
+        image = imageio.read_image(self.paths[index], self.channels)
+        if self.crops is not None and self.crops[index] is not None:
+            image = crop_box(image, self.crops[index])
+        return imageio.resize(image, self.image_size)
+
+    def __getitem__(self, index: int):
+        array = self.load(index)
+        return (torch.from_numpy(np.require(array, requirements=["C", "W"])).permute(2, 0, 1),
+                int(self.labels[index]))
+
+    def verify(self) -> list[DataFormatError]:
+        """Try to decode every file; return the errors (empty when all are readable)."""
+        problems = []
+        for index in range(len(self)):
+            try:
+                self.load(index)
+            except DataFormatError as exc:
+                problems.append(exc)
+        return problems
+
+    def to_array_dataset(self) -> ArrayFaceDataset:
+        """Decode every image once into memory (the fast path for training)."""
+        stack = np.stack([self.load(i) for i in range(len(self))]) if len(self) else \
+            np.zeros((0, *self.image_size, self.channels), np.uint8)
+        dataset = ArrayFaceDataset(stack, self.labels, self.classes, name=self.name,
+                                   label_set=self.label_set, native_labels=self.native_labels,
+                                   sources=self.sources)
+        dataset.dropped = self.dropped
+        return dataset
+
+
+def crop_box(image: np.ndarray, box) -> np.ndarray:
+    """Crop (x, y, w, h), clipped to the image; an empty intersection is an error."""
+    x, y, w, h = (int(round(float(v))) for v in box)
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(width, x + w), min(height, y + h)
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"face box {tuple(box)} lies outside the {width}x{height} image")
+    return image[y0:y1, x0:x1]

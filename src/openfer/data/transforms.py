@@ -1,0 +1,99 @@
+"""Batched preprocessing and augmentation on tensors (on the training device, no per-image work).
+
+Faces arrive as ``uint8`` batches (B, C, H, W). :func:`to_model_input` turns them into the
+network input that a model's :class:`~openfer.models.meta.ModelMeta` describes; :class:`BatchAugment`
+applies random geometric and erasing augmentation to a whole float batch with one
+``affine_grid`` / ``grid_sample`` call. Random draws use torch's global generator, which the
+training engine reseeds at every step so that a resumed run draws the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .dataset import convert_uint8_batch
+
+
+def to_model_input(batch: torch.Tensor, meta, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``uint8`` (B, C, H, W) -> normalised float input: size and channels from ``meta``."""
+    if batch.dtype == torch.uint8 and (tuple(batch.shape[-2:]) != tuple(meta.input_size)
+                                       or batch.shape[1] != meta.channels):
+        batch = convert_uint8_batch(batch, tuple(meta.input_size), meta.channels)
+    x = batch.to(dtype) / 255.0 if batch.dtype == torch.uint8 else batch.to(dtype)
+    return normalize(x, meta)
+
+
+def normalize(x: torch.Tensor, meta) -> torch.Tensor:
+    """``(x - mean) / std`` per channel, for ``x`` in [0, 1]."""
+    mean = torch.tensor(meta.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(meta.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+@dataclass
+class BatchAugment:
+    """Random flip, rotation, scale, translation and erasing for a float batch in [0, 1].
+
+    ``rotation`` in degrees (uniform ±), ``scale`` a (min, max) zoom, ``translate`` a fraction of
+    the side (uniform ±), ``erasing`` the probability of erasing one random rectangle of
+    ``erasing_area`` (min, max fraction of the image) with noise (Zhong et al., 2020).
+    """
+
+    hflip: float = 0.5
+    rotation: float = 0.0
+    scale: tuple[float, float] = (1.0, 1.0)
+    translate: float = 0.0
+    erasing: float = 0.0
+    erasing_area: tuple[float, float] = (0.02, 0.25)
+
+    @classmethod
+    def from_config(cls, config: dict | None) -> "BatchAugment | None":
+        if not config:
+            return None
+        config = dict(config)
+        for key in ("scale", "erasing_area"):
+            if key in config:
+                config[key] = tuple(config[key])
+        return cls(**config)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        dev, dt = x.device, x.dtype
+        geometric = self.rotation or self.translate or self.scale != (1.0, 1.0) or self.hflip
+        if geometric:
+            angle = (torch.rand(b, device=dev, dtype=dt) * 2 - 1) * math.radians(self.rotation)
+            zoom = torch.empty(b, device=dev, dtype=dt).uniform_(*self.scale)
+            shift = (torch.rand(b, 2, device=dev, dtype=dt) * 2 - 1) * (2 * self.translate)
+            flip = torch.where(torch.rand(b, device=dev) < self.hflip, -1.0, 1.0).to(dt)
+            cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+            theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1),
+                                 torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1)  # (B, 2, 3)
+            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection",
+                              align_corners=False)
+        if self.erasing > 0:
+            x = self._erase(x)
+        return x
+
+    def _erase(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        dev = x.device
+        apply = torch.rand(b, device=dev) < self.erasing
+        area = torch.empty(b, device=dev).uniform_(*self.erasing_area) * h * w
+        log_ratio = torch.empty(b, device=dev).uniform_(math.log(0.3), math.log(3.3))
+        ratio = torch.exp(log_ratio)
+        eh = torch.sqrt(area * ratio).clamp(1, h).long()
+        ew = torch.sqrt(area / ratio).clamp(1, w).long()
+        top = (torch.rand(b, device=dev) * (h - eh + 1)).long()
+        left = (torch.rand(b, device=dev) * (w - ew + 1)).long()
+        rows = torch.arange(h, device=dev).view(1, h, 1)
+        cols = torch.arange(w, device=dev).view(1, 1, w)
+        mask = ((rows >= top.view(b, 1, 1)) & (rows < (top + eh).view(b, 1, 1))
+                & (cols >= left.view(b, 1, 1)) & (cols < (left + ew).view(b, 1, 1))
+                & apply.view(b, 1, 1)).unsqueeze(1)              # (B, 1, H, W)
+        noise = torch.rand_like(x)
+        return torch.where(mask, noise, x)

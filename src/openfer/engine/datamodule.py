@@ -1,0 +1,146 @@
+"""The Lightning DataModule: a recipe's data section -> train / validation loaders.
+
+In-memory data sets (FER2013 and any set decoded once into memory) are served as whole batches
+gathered in one indexing step; file-backed sets go through worker processes. The training order is
+a pure function of ``(seed, epoch, rank)`` (:class:`EpochBatchSampler`), which is what makes a
+resumed run see exactly the batches an uninterrupted run sees, on one process or many.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+
+from ..data import load_dataset
+from ..data.dataset import ArrayFaceDataset, FaceDataset
+from ..errors import OpenferError
+from ..models.meta import ModelMeta
+
+
+#: File-backed data sets up to this size (decoded, at the model's input size) are decoded once
+#: into memory; larger ones are read by worker processes every epoch.
+IN_MEMORY_LIMIT = 4 * 1024 ** 3
+
+
+def _bytes(dataset: FaceDataset) -> int:
+    return len(dataset) * dataset.channels * dataset.image_size[0] * dataset.image_size[1]
+
+
+class EpochBatchSampler(torch.utils.data.Sampler):
+    """Shuffled index batches for one rank; the permutation depends only on seed and epoch.
+
+    With ``world_size`` ranks, each takes every ``world_size``-th index of the permutation (the
+    tail is padded by wrapping, as ``DistributedSampler`` does, so ranks step in lockstep).
+    """
+
+    def __init__(self, n: int, batch_size: int, *, shuffle: bool, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, drop_last: bool = False, pad: bool = True):
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.rank, self.world_size, self.drop_last, self.pad = rank, world_size, drop_last, pad
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _indices(self) -> np.ndarray:
+        if self.shuffle:
+            generator = np.random.default_rng([self.seed, self.epoch])
+            order = generator.permutation(self.n)
+        else:
+            order = np.arange(self.n)
+        if self.world_size > 1:
+            if self.pad:
+                total = -(-self.n // self.world_size) * self.world_size
+                order = np.resize(order, total)
+            order = order[self.rank::self.world_size]
+        return order
+
+    def __iter__(self):
+        order = self._indices()
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            if self.drop_last and len(batch) < self.batch_size:
+                return
+            yield batch.tolist()
+
+    def __len__(self) -> int:
+        count = len(self._indices())
+        return count // self.batch_size if self.drop_last else -(-count // self.batch_size)
+
+
+class FaceDataModule(L.LightningDataModule):
+    """Loads the recipe's train and validation splits at the model's input geometry."""
+
+    def __init__(self, data_config: dict, meta: ModelMeta, seed: int = 0):
+        super().__init__()
+        self.config = data_config
+        self.meta = meta
+        self.seed = seed
+        self.train_set: FaceDataset | None = None
+        self.val_set: FaceDataset | None = None
+
+    def _load(self, split: str, limit: int | None) -> FaceDataset:
+        cfg = self.config
+        if not cfg.get("root"):
+            raise OpenferError(
+                f"data.root is not set: pass the data set's location, e.g. "
+                f"'openfer train --recipe ... data.root=path/to/fer2013.csv'")
+        dataset = load_dataset(cfg["dataset"], cfg["root"], split,
+                               image_size=tuple(self.meta.input_size),
+                               channels=self.meta.channels, classes=cfg.get("classes"))
+        dataset.require_labels()
+        if hasattr(dataset, "to_array_dataset") and _bytes(dataset) <= IN_MEMORY_LIMIT:
+            dataset = dataset.to_array_dataset()
+        if limit and limit < len(dataset):
+            if not isinstance(dataset, ArrayFaceDataset):
+                raise OpenferError("data.limit_train / limit_val need a data set that fits in "
+                                   "memory")
+            dataset = stratified_subset(dataset, limit, self.seed)
+        missing = [e.value for e in dataset.classes if e.value not in self.meta.classes]
+        if missing:
+            raise OpenferError(f"{dataset.name} has classes the model lacks: {missing}; set "
+                               "model.args.classes to the data set's classes")
+        return dataset
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None and stage in (None, "fit"):
+            self.train_set = self._load(self.config["train_split"], self.config.get("limit_train"))
+        if self.val_set is None and self.config.get("val_split"):
+            self.val_set = self._load(self.config["val_split"], self.config.get("limit_val"))
+
+    def _rank(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _loader(self, dataset: FaceDataset, batch_size: int, train: bool):
+        rank, world = self._rank()
+        sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=train, seed=self.seed,
+                                    rank=rank, world_size=world, drop_last=False, pad=train)
+        workers = int(self.config.get("num_workers") or 0)
+        if isinstance(dataset, ArrayFaceDataset):
+            return torch.utils.data.DataLoader(dataset, batch_size=None, sampler=sampler)
+        return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
+                                           persistent_workers=workers > 0)
+
+    def train_dataloader(self):
+        return self._loader(self.train_set, self.config["batch_size"], train=True)
+
+    def val_dataloader(self):
+        if self.val_set is None:
+            return []
+        return self._loader(self.val_set, self.config["eval_batch_size"], train=False)
+
+
+def stratified_subset(dataset: ArrayFaceDataset, limit: int, seed: int) -> ArrayFaceDataset:
+    """Exactly ``limit`` samples with the class proportions of ``dataset`` (largest-remainder
+    allocation; deterministic in ``seed``)."""
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(dataset.labels, return_counts=True)
+    quota = counts * limit / counts.sum()
+    take = np.floor(quota).astype(int)
+    for index in np.argsort(-(quota - take), kind="stable")[:limit - take.sum()]:
+        take[index] += 1
+    chosen = [rng.permutation(np.flatnonzero(dataset.labels == cls))[:n]
+              for cls, n in zip(classes, take)]
+    return dataset.subset(np.sort(np.concatenate(chosen)))

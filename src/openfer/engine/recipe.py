@@ -1,0 +1,235 @@
+"""Training recipes: one YAML file per method x data set, reproducing the paper's settings.
+
+A recipe is read on top of :data:`DEFAULTS`; every key must be one :data:`DEFAULTS` knows, so a
+typo is an error naming the file, the line and the accepted keys rather than a silently ignored
+setting. Command-line overrides use dotted keys: ``optimizer.lr=0.01 data.root=fer2013.csv``
+(values are parsed as YAML). Shipped recipes live in ``openfer/recipes/`` and are named without
+their extension (``deep_emotion_fer2013``).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from ..errors import RecipeError
+
+RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+class _AnyValue:
+    """Schema marker: a key whose value may be of any type (copies keep the identity)."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __repr__(self) -> str:
+        return "<any>"
+
+
+_ANY = _AnyValue()
+
+DEFAULTS: dict[str, Any] = {
+    "name": None,
+    "description": None,
+    "paper": None,
+    "model": {"name": None, "args": {}},
+    "data": {
+        "dataset": "fer2013",
+        "root": None,
+        "train_split": "Training",
+        "val_split": "PublicTest",
+        "classes": None,
+        "limit_train": None,
+        "limit_val": None,
+        "batch_size": 128,
+        "eval_batch_size": 512,
+        "num_workers": 0,
+    },
+    "augment": None,
+    "loss": {"label_smoothing": 0.0, "class_weights": None},
+    "optimizer": {"name": "adam", "lr": 0.001, "weight_decay": 0.0, "momentum": 0.9,
+                  "nesterov": False, "betas": [0.9, 0.999]},
+    "scheduler": {"name": "none", "step_size": 10, "gamma": 0.1, "warmup_epochs": 0,
+                  "min_lr": 0.0},
+    "trainer": {
+        "max_epochs": 10,
+        "seed": 0,
+        "precision": _ANY,
+        "accelerator": _ANY,
+        "devices": _ANY,
+        "strategy": _ANY,
+        "num_nodes": 1,
+        "deterministic": True,
+        "channels_last": False,
+        "gradient_clip_val": None,
+        "log_every_n_steps": 50,
+        "check_val_every_n_epoch": 1,
+        "monitor": "val/accuracy",
+        "tta_flip": False,
+        "progress_bar": True,
+    },
+    "output_dir": None,
+}
+
+#: Sections whose content is free-form (passed to a builder that checks its own arguments).
+_FREE_FORM = {"model.args", "augment"}
+_OPTIONS = {
+    "optimizer.name": ("adam", "adamw", "sgd"),
+    "scheduler.name": ("none", "step", "cosine"),
+}
+
+
+def builtin_recipes() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(RECIPE_DIR.glob("*.yaml"))}
+
+
+def resolve_recipe_path(recipe: str | Path) -> Path:
+    """A recipe file path, or the name of a shipped recipe."""
+    path = Path(recipe)
+    if path.is_file():
+        return path
+    shipped = builtin_recipes()
+    if str(recipe) in shipped:
+        return shipped[str(recipe)]
+    raise RecipeError(f"recipe {str(recipe)!r} is neither a file nor a shipped recipe; shipped "
+                      f"recipes: {', '.join(shipped) or 'none'} (see 'openfer recipes')")
+
+
+def _line_index(node: yaml.Node, prefix: str = "") -> dict[str, int]:
+    """Map dotted key paths to 1-based line numbers from a composed YAML node tree."""
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = f"{prefix}{key_node.value}"
+            lines[key] = key_node.start_mark.line + 1
+            lines.update(_line_index(value_node, key + "."))
+    return lines
+
+
+def load_recipe(recipe: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """Read a recipe (path or shipped name), apply ``key=value`` overrides, validate it."""
+    path = resolve_recipe_path(recipe)
+    try:
+        text = path.read_text(encoding="utf-8")
+        node = yaml.compose(text)
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark else ""
+        raise RecipeError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") \
+            from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: cannot read the recipe ({exc})") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe is a YAML mapping of sections (model, data, ...), "
+                          f"found {type(data).__name__}")
+    lines = _line_index(node) if node is not None else {}
+    merged = _materialise(copy.deepcopy(DEFAULTS))
+    _merge(merged, data, DEFAULTS, "", lambda key: f"{path}, line {lines.get(key, '?')}")
+    for item in overrides:
+        key, value = parse_override(item)
+        _merge(merged, _nest(key, value), DEFAULTS, "", lambda k: f"override {item!r}")
+    merged["name"] = merged["name"] or path.stem
+    merged["_source"] = str(path)
+    _check(merged, str(path))
+    return merged
+
+
+_RUNTIME_DEFAULTS = {"precision": "32-true", "devices": 1, "accelerator": "auto",
+                     "strategy": "auto"}
+
+
+def _materialise(defaults: dict) -> dict:
+    """Replace the ``_ANY`` markers of the schema by their run-time default values."""
+    for key, value in defaults.items():
+        if isinstance(value, dict):
+            _materialise(value)
+        elif value is _ANY:
+            defaults[key] = _RUNTIME_DEFAULTS[key]
+    return defaults
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise RecipeError(f"override {item!r} is not of the form key=value "
+                          "(e.g. optimizer.lr=0.01 or data.root=path/to/fer2013.csv)")
+    key, text = item.split("=", 1)
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    return key.strip(), value
+
+
+def _nest(dotted: str, value: Any) -> dict:
+    out: dict = {}
+    cursor = out
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return out
+
+
+def _merge(target: dict, source: dict, schema: dict, prefix: str, where) -> None:
+    for key, value in source.items():
+        dotted = f"{prefix}{key}"
+        if key not in schema:
+            raise RecipeError(f"{where(dotted)}: unknown key {dotted!r}; accepted keys here: "
+                              f"{', '.join(schema)}")
+        if any(dotted == f or dotted.startswith(f + ".") for f in _FREE_FORM):
+            if isinstance(value, dict) and isinstance(target.get(key), dict):
+                target[key] = {**target[key], **value}
+            else:
+                target[key] = value
+            continue
+        default = schema[key]
+        if isinstance(default, dict):
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise RecipeError(f"{where(dotted)}: {dotted!r} is a section; expected keys "
+                                  f"{', '.join(default)}, found {value!r}")
+            _merge(target[key], value, default, dotted + ".", where)
+            continue
+        if value is not None and default is not None and default is not _ANY:
+            expected = (int, float) if isinstance(default, (int, float)) and \
+                not isinstance(default, bool) else type(default)
+            if isinstance(default, bool):
+                expected = bool
+            if not isinstance(value, expected) or (expected != bool and isinstance(value, bool)):
+                raise RecipeError(f"{where(dotted)}: {dotted!r} must be "
+                                  f"{_type_name(default)}, found {value!r}")
+        if dotted in _OPTIONS and value not in _OPTIONS[dotted]:
+            raise RecipeError(f"{where(dotted)}: {dotted!r} must be one of "
+                              f"{', '.join(_OPTIONS[dotted])}, found {value!r}")
+        target[key] = value
+
+
+def _type_name(default: Any) -> str:
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, (int, float)):
+        return "a number"
+    if isinstance(default, str):
+        return "a string"
+    if isinstance(default, list):
+        return "a list"
+    return type(default).__name__
+
+
+def _check(recipe: dict, source: str) -> None:
+    if not recipe["model"]["name"]:
+        raise RecipeError(f"{source}: model.name is not set (e.g. model.name=deep_emotion)")
+    if recipe["data"]["batch_size"] < 1 or recipe["trainer"]["max_epochs"] < 1:
+        raise RecipeError(f"{source}: data.batch_size and trainer.max_epochs must be positive")
+    if recipe["optimizer"]["lr"] <= 0:
+        raise RecipeError(f"{source}: optimizer.lr must be positive")
+
+
+def dump_recipe(recipe: dict) -> str:
+    return yaml.safe_dump({k: v for k, v in recipe.items() if not k.startswith("_")},
+                          sort_keys=False)

@@ -1,0 +1,159 @@
+"""The LightningModule for expression classification: model, loss, optimiser, metrics.
+
+Methods with their own losses (DACL's sparse center loss, Emotion-GCN's CCC, FMPN's mask loss)
+subclass :class:`ClassificationTask` and override :meth:`ClassificationTask.compute_loss` and
+:meth:`ClassificationTask.configure_optimizers`; nothing here knows how many devices run it.
+
+Determinism: at every training step the global torch generator is reseeded from
+``(seed, global_step, rank)``, so augmentation and dropout draw the same numbers whether a run
+went straight through or was resumed from a checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchmetrics
+
+from ..data.transforms import BatchAugment, normalize
+from ..models.registry import create_model
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
+
+
+class ClassificationTask(L.LightningModule):
+    """Cross-entropy training of any registered classifier from a recipe."""
+
+    def __init__(self, recipe: dict):
+        super().__init__()
+        self.save_hyperparameters({"recipe": recipe})
+        self.recipe = recipe
+        self.model = create_model(recipe["model"]["name"], **(recipe["model"]["args"] or {}))
+        self.meta = self.model.meta
+        self.augment = BatchAugment.from_config(recipe.get("augment"))
+        self.seed = int(recipe["trainer"]["seed"])
+        self.channels_last = bool(recipe["trainer"].get("channels_last"))
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        k = self.meta.num_classes
+        self.register_buffer("class_weights", torch.ones(k), persistent=False)
+        self.val_accuracy = torchmetrics.classification.MulticlassAccuracy(k, average="micro")
+        self.val_mean_class_accuracy = torchmetrics.classification.MulticlassAccuracy(
+            k, average="macro")
+        self.val_macro_f1 = torchmetrics.classification.MulticlassF1Score(k, average="macro")
+
+    # -- set-up --------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if self.trainer.world_size > 1 and self.device.type == "cpu":
+            # Share the machine's cores between the processes instead of oversubscribing them.
+            torch.set_num_threads(max(1, (os.cpu_count() or 2) // self.trainer.world_size))
+        weights = self.recipe["loss"].get("class_weights")
+        if weights is None:
+            return
+        if weights == "balanced":
+            counts = np.bincount(self.trainer.datamodule.train_set.labels,
+                                 minlength=self.meta.num_classes).astype(np.float64)
+            values = counts.sum() / (len(counts) * np.maximum(counts, 1))
+        else:
+            values = np.asarray(weights, dtype=np.float64)
+            if values.shape != (self.meta.num_classes,):
+                raise ValueError(f"loss.class_weights needs {self.meta.num_classes} values or "
+                                 "'balanced'")
+        self.class_weights.copy_(torch.as_tensor(values, dtype=torch.float32))
+
+    # -- steps ---------------------------------------------------------------------------------
+    def prepare_input(self, images: torch.Tensor, train: bool) -> torch.Tensor:
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        if train and self.augment is not None:
+            x = self.augment(x)
+        x = normalize(x, self.meta)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        loss = F.cross_entropy(logits, labels, weight=self.class_weights,
+                               label_smoothing=float(self.recipe["loss"]["label_smoothing"]))
+        regularization = getattr(self.model, "regularization_loss", None)
+        return loss + regularization() if regularization is not None else loss
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        torch.manual_seed(step_seed(self.seed, self.global_step, self.global_rank))
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        logits = self(self.prepare_input(images, train=True))
+        loss = self.compute_loss(logits, labels)
+        accuracy = (logits.argmax(1) == labels).float().mean()
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        self.log("train/accuracy", accuracy, prog_bar=True, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        images, labels = batch
+        logits = self(self.prepare_input(images, train=False))
+        loss = F.cross_entropy(logits, labels)
+        self.val_accuracy.update(logits, labels)
+        self.val_mean_class_accuracy.update(logits, labels)
+        self.val_macro_f1.update(logits, labels)
+        self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(labels))
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val/accuracy", self.val_accuracy.compute(), prog_bar=True)
+        self.log("val/mean_class_accuracy", self.val_mean_class_accuracy.compute())
+        self.log("val/macro_f1", self.val_macro_f1.compute())
+        for metric in (self.val_accuracy, self.val_mean_class_accuracy, self.val_macro_f1):
+            metric.reset()
+
+    # -- optimisation --------------------------------------------------------------------------
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.recipe["optimizer"], self.model.parameters())
+        scheduler = build_scheduler(self.recipe["scheduler"], optimizer,
+                                    int(self.trainer.estimated_stepping_batches),
+                                    self.trainer.max_epochs)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def build_optimizer(config: dict, parameters) -> torch.optim.Optimizer:
+    name = config["name"]
+    lr, wd = float(config["lr"]), float(config["weight_decay"])
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=wd, betas=tuple(config["betas"]))
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=wd, betas=tuple(config["betas"]))
+    return torch.optim.SGD(parameters, lr=lr, momentum=float(config["momentum"]),
+                           weight_decay=wd, nesterov=bool(config["nesterov"]))
+
+
+def build_scheduler(config: dict, optimizer, total_steps: int, max_epochs: int):
+    """Lightning scheduler config: ``step`` (per epoch, StepLR) or ``cosine`` (per step,
+    linear warm-up over ``warmup_epochs`` then cosine decay to ``min_lr``)."""
+    name = config["name"]
+    if name == "none":
+        return None
+    if name == "step":
+        return {"scheduler": torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=int(config["step_size"]), gamma=float(config["gamma"])),
+            "interval": "epoch"}
+    steps_per_epoch = max(1, total_steps // max(1, max_epochs))
+    warmup = int(float(config["warmup_epochs"]) * steps_per_epoch)
+    base_lr = optimizer.param_groups[0]["lr"]
+    floor = float(config["min_lr"]) / base_lr if base_lr else 0.0
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor), "interval": "step"}

@@ -1,0 +1,173 @@
+"""``openfer train``: run a recipe with Lightning, export the weights, measure the result.
+
+A run directory holds::
+
+    recipe.yaml                the resolved recipe (after overrides)
+    checkpoints/last.ckpt      full training state after the latest epoch (exact resume)
+    checkpoints/best.ckpt      full training state at the best validation accuracy
+    best.safetensors           weights + metadata of the best epoch (load with openfer.load_model)
+    last.safetensors           weights + metadata after the last epoch
+    metrics.json               openfer.evaluate() of best.safetensors on the validation split
+    summary.json               command, wall time, epochs, throughput, metrics
+    logs/metrics.csv, tensorboard/
+
+Distributed runs (``devices=2 strategy=ddp``) are launched from the command line; Lightning
+re-executes the command once per process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+
+from ..checkpoint import save_weights
+from ..errors import OpenferError
+from ..evaluate import evaluate
+from ..fileio import atomic_write_text
+from ..models.registry import create_model
+from .checkpointing import AtomicCheckpointIO, find_resume_checkpoint, read_checkpoint
+from .datamodule import FaceDataModule
+from .recipe import dump_recipe
+from .task import ClassificationTask
+
+
+class Throughput(Callback):
+    """Training images per second, timed over training steps only (not validation)."""
+
+    def __init__(self):
+        self.images = 0
+        self.seconds = 0.0
+        self._start = 0.0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.seconds += time.perf_counter() - self._start
+        self.images += len(batch[1]) * trainer.world_size
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
+
+
+def train(recipe: dict, *, output_dir: str | Path | None = None, resume: str | bool | None = None,
+          command: str | None = None, callbacks: list[Callback] | None = None) -> dict:
+    """Train a recipe (see :mod:`openfer.engine.recipe`); returns the run summary.
+
+    ``resume``: a checkpoint path, or ``True`` for the newest readable checkpoint of the run
+    directory (a fresh start when there is none). ``callbacks`` are extra Lightning callbacks.
+    """
+    trainer_cfg = recipe["trainer"]
+    run_dir = Path(output_dir or recipe.get("output_dir") or Path("runs") / recipe["name"])
+    seed = int(trainer_cfg["seed"])
+    L.seed_everything(seed, workers=True, verbose=False)
+    ckpt_path = _resume_path(run_dir, resume)
+
+    task = ClassificationTask(recipe)
+    datamodule = FaceDataModule(recipe["data"], task.meta, seed)
+    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
+                                  monitor=trainer_cfg["monitor"], mode="max", save_last=True,
+                                  save_top_k=1, enable_version_counter=False)
+    throughput = Throughput()
+    callbacks = [checkpoints, throughput, *(callbacks or [])]
+    if trainer_cfg["progress_bar"]:
+        callbacks.append(TQDMProgressBar(refresh_rate=10))
+    loggers = [CSVLogger(run_dir, name="logs", version="")]
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+        import tensorboard  # noqa: F401
+        loggers.append(TensorBoardLogger(run_dir, name="tensorboard", version=""))
+    except ImportError:
+        pass
+    trainer = L.Trainer(
+        max_epochs=int(trainer_cfg["max_epochs"]), accelerator=trainer_cfg["accelerator"],
+        devices=trainer_cfg["devices"], strategy=trainer_cfg["strategy"],
+        num_nodes=int(trainer_cfg["num_nodes"]), precision=trainer_cfg["precision"],
+        deterministic=bool(trainer_cfg["deterministic"]), plugins=[AtomicCheckpointIO()],
+        callbacks=callbacks, logger=loggers, default_root_dir=run_dir,
+        log_every_n_steps=int(trainer_cfg["log_every_n_steps"]),
+        check_val_every_n_epoch=int(trainer_cfg["check_val_every_n_epoch"]),
+        gradient_clip_val=trainer_cfg["gradient_clip_val"],
+        enable_progress_bar=bool(trainer_cfg["progress_bar"]), num_sanity_val_steps=0,
+        use_distributed_sampler=False, enable_model_summary=False)
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "recipe.yaml", dump_recipe(recipe))
+    started = time.time()
+    trainer.fit(task, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    wall = time.time() - started
+    if not trainer.is_global_zero:
+        return {}
+    return _finish(recipe, run_dir, checkpoints, datamodule, trainer, throughput, wall,
+                   command, ckpt_path)
+
+
+def _resume_path(run_dir: Path, resume: str | bool | None) -> Path | None:
+    if not resume:
+        return None
+    if resume is True or resume == "auto":
+        found = find_resume_checkpoint(run_dir)
+        if found is None and (run_dir / "checkpoints").is_dir() and \
+                any((run_dir / "checkpoints").glob("*.ckpt")):
+            raise OpenferError(f"no readable checkpoint in {run_dir / 'checkpoints'}: every "
+                               "one failed its checksum; start a new run")
+        return found  # None: nothing to resume, start from scratch
+    path = Path(resume)
+    read_checkpoint(path)  # verifies, with a clear error
+    return path
+
+
+def _trained_model(checkpoint_path: str, run_recipe: dict, **meta) -> torch.nn.Module:
+    """The recipe's model with the weights of a training checkpoint."""
+    state = read_checkpoint(checkpoint_path)["state_dict"]
+    model = create_model(run_recipe["model"]["name"], **(run_recipe["model"]["args"] or {}))
+    model.load_state_dict({k[len("model."):]: v for k, v in state.items()
+                           if k.startswith("model.")})
+    model.meta = model.meta.replace(**meta)
+    return model.eval()
+
+
+def _finish(recipe, run_dir, checkpoints, datamodule, trainer, throughput, wall, command,
+            resumed_from) -> dict:
+    command = command or " ".join(["openfer", *sys.argv[1:]])
+    data = recipe["data"]
+    meta = {"training_data": f"{data['dataset']} {data['train_split']} ({data['root']})",
+            "recipe": recipe["name"], "command": command}
+    best_path = checkpoints.best_model_path or checkpoints.last_model_path
+    save_weights(_trained_model(checkpoints.last_model_path, recipe, **meta),
+                 run_dir / "last.safetensors")
+    best = _trained_model(best_path, recipe, **meta)
+    report = None
+    if datamodule.val_set is not None:
+        report = evaluate(best, datamodule.val_set, batch_size=data["eval_batch_size"],
+                          tta_flip=bool(recipe["trainer"]["tta_flip"]))
+        report["split"] = data["val_split"]
+        headline = {k: report[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1", "n")}
+        best.meta = best.meta.replace(metrics={data["dataset"]: {**headline,
+                                                                 "split": data["val_split"]}})
+        atomic_write_text(run_dir / "metrics.json", json.dumps(report, indent=2))
+    save_weights(best, run_dir / "best.safetensors")
+    best_epoch = read_checkpoint(best_path)["epoch"]
+    summary = {
+        "recipe": recipe["name"], "command": command, "run_dir": str(run_dir),
+        "epochs": trainer.current_epoch, "best_epoch": best_epoch,
+        "wall_seconds": round(wall, 1), "resumed_from": str(resumed_from) if resumed_from else None,
+        "train_images_per_second": round(throughput.images_per_second, 1),
+        "torch_threads": torch.get_num_threads(), "world_size": trainer.world_size,
+        "machine": f"{os.cpu_count()} CPU cores" if trainer.strategy.root_device.type == "cpu"
+        else torch.cuda.get_device_name(trainer.strategy.root_device),
+        "weights": str(run_dir / "best.safetensors"),
+        "metrics": {k: report[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1", "n")}
+        if report else None,
+    }
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,42 @@
+"""User-facing errors.
+
+Every error a person can cause (a bad file, a bad recipe key, a missing weight file) is an
+:class:`OpenferError`. Its message says what was wrong, where (file, line, field) and what to do;
+the CLI prints it without a traceback and exits with status 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class OpenferError(Exception):
+    """An error caused by the user's input, with a message meant for a person."""
+
+
+class DataFormatError(OpenferError, ValueError):
+    """A data file does not have the format its owners publish.
+
+    ``DataFormatError(path, "expected 2304 pixel values, found 2303", line=17, field="pixels")``
+    reads ``fer2013.csv, line 17, field 'pixels': expected 2304 pixel values, found 2303``.
+    """
+
+    def __init__(self, path: str | Path, problem: str, *, line: int | None = None,
+                 field: str | None = None, hint: str | None = None):
+        self.path = str(path)
+        self.line = line
+        self.field = field
+        self.problem = problem
+        where = self.path
+        if line is not None:
+            where += f", line {line}"
+        if field is not None:
+            where += f", field {field!r}"
+        message = f"{where}: {problem}"
+        if hint:
+            message += f" ({hint})"
+        super().__init__(message)
+
+
+class RecipeError(OpenferError, ValueError):
+    """A training recipe (YAML) or a command-line override is invalid."""

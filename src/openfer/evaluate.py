@@ -1,0 +1,73 @@
+"""Evaluate a model on a labelled face data set with the field's metrics.
+
+The model predicts over all of its own classes. Its classes are matched to the data set's by
+canonical emotion name (never by position), so a FER2013-trained model can be evaluated on an
+image folder with fewer classes: a prediction of a class the data set lacks counts as wrong.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .data.dataset import FaceDataset
+from .data.transforms import to_model_input
+from .errors import OpenferError
+from .metrics import classification_report
+
+
+@torch.inference_mode()
+def predict_probabilities(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 256,
+                          device: str | torch.device = "cpu", tta_flip: bool = False
+                          ) -> np.ndarray:
+    """Class probabilities (N, model classes). ``tta_flip`` averages with the mirrored face."""
+    model = model.to(device).eval()
+    meta = model.meta
+    out = []
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=None,
+        sampler=torch.utils.data.BatchSampler(range(len(dataset)), batch_size, False)) \
+        if hasattr(dataset, "images") else \
+        torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    for images, _ in loader:
+        x = to_model_input(images.to(device), meta)
+        logits = _logits(model(x))
+        probs = logits.softmax(-1)
+        if tta_flip:
+            probs = (probs + _logits(model(x.flip(-1))).softmax(-1)) / 2
+        out.append(probs.float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, meta.num_classes), np.float32)
+
+
+def _logits(output) -> torch.Tensor:
+    """Class logits of a model's output (a tensor, or a tuple/dict whose first item they are)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, dict):
+        return output["logits"]
+    return output[0]
+
+
+def evaluate(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 256,
+             device: str | torch.device = "cpu", tta_flip: bool = False) -> dict:
+    """Metrics of ``model`` on ``dataset`` (see :func:`openfer.metrics.classification_report`).
+
+    The report's ``classes`` are the model's classes followed by any data-set class the model
+    lacks; ``dataset`` and ``model`` name the two.
+    """
+    dataset.require_labels()
+    model_classes = list(model.meta.classes)
+    data_classes = [e.value for e in dataset.classes]
+    classes = model_classes + [c for c in data_classes if c not in model_classes]
+    position = {c: i for i, c in enumerate(classes)}
+    y_true = np.array([position[data_classes[i]] for i in dataset.labels], dtype=np.int64)
+    if len(dataset) == 0:
+        raise OpenferError(f"{dataset.name} has no samples to evaluate")
+    probs = predict_probabilities(model, dataset, batch_size=batch_size, device=device,
+                                  tta_flip=tta_flip)
+    y_pred = probs.argmax(1)
+    report = classification_report(y_true, y_pred, classes)
+    report["dataset"] = dataset.name
+    report["model"] = model.meta.architecture
+    report["tta_flip"] = tta_flip
+    return report

@@ -1,0 +1,70 @@
+"""Classification metrics of the field: accuracy, mean class accuracy, macro-F1, per class.
+
+Conventions (stated because papers differ): *mean class accuracy* is the mean recall over the
+classes present in the ground truth (RAF-DB papers call it "average accuracy"); *macro-F1* is the
+mean F1 over the classes present in the ground truth or the predictions (scikit-learn's
+``average='macro'``). The confusion matrix has true classes as rows, predictions as columns.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    y_true = np.asarray(y_true, np.int64)
+    y_pred = np.asarray(y_pred, np.int64)
+    return np.bincount(y_true * num_classes + y_pred,
+                       minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def classification_report(y_true: Sequence[int], y_pred: Sequence[int],
+                          classes: Sequence[str]) -> dict:
+    """All metrics as a JSON-ready dict (the ``openfer eval --json`` contract)."""
+    k = len(classes)
+    cm = confusion_matrix(np.asarray(y_true), np.asarray(y_pred), k)
+    n = int(cm.sum())
+    support = cm.sum(1)
+    predicted = cm.sum(0)
+    tp = np.diag(cm)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.where(support > 0, tp / np.maximum(support, 1), 0.0)
+        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
+        f1 = np.where(precision + recall > 0,
+                      2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    in_truth = support > 0
+    in_either = in_truth | (predicted > 0)
+    per_class = {
+        name: {"precision": float(precision[i]), "recall": float(recall[i]),
+               "f1": float(f1[i]), "support": int(support[i])}
+        for i, name in enumerate(classes)}
+    return {
+        "n": n,
+        "accuracy": float(tp.sum() / n) if n else 0.0,
+        "mean_class_accuracy": float(recall[in_truth].mean()) if in_truth.any() else 0.0,
+        "macro_f1": float(f1[in_either].mean()) if in_either.any() else 0.0,
+        "classes": list(classes),
+        "per_class": per_class,
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def format_report(report: dict) -> str:
+    """A readable table of a :func:`classification_report`."""
+    lines = [f"n = {report['n']}",
+             f"accuracy            {report['accuracy'] * 100:6.2f} %",
+             f"mean class accuracy {report['mean_class_accuracy'] * 100:6.2f} %",
+             f"macro-F1            {report['macro_f1'] * 100:6.2f} %", "",
+             f"{'class':<12}{'precision':>10}{'recall':>10}{'F1':>10}{'support':>9}"]
+    for name, row in report["per_class"].items():
+        lines.append(f"{name:<12}{row['precision'] * 100:10.2f}{row['recall'] * 100:10.2f}"
+                     f"{row['f1'] * 100:10.2f}{row['support']:9d}")
+    classes = report["classes"]
+    width = max(6, *(len(c[:9]) + 1 for c in classes))
+    lines += ["", "confusion matrix (rows: true, columns: predicted)",
+              " " * 12 + "".join(f"{c[:9]:>{width}}" for c in classes)]
+    for name, row in zip(classes, report["confusion_matrix"]):
+        lines.append(f"{name:<12}" + "".join(f"{v:>{width}d}" for v in row))
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""What travels with every model: classes in index order, input geometry and normalisation.
+
+Label-order mistakes are the most reported bug in FER tools, so a model never exists without
+its :class:`ModelMeta`; checkpoints store it beside the weights (see :mod:`openfer.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..labels import Emotion, FER2013, emotions_from_names
+
+
+@dataclass
+class ModelMeta:
+    """Metadata of a model: enough to preprocess a face and name its outputs.
+
+    ``mean`` and ``std`` apply to pixels scaled to [0, 1]: the network input is
+    ``(pixel / 255 - mean) / std`` per channel.
+    """
+
+    architecture: str
+    classes: tuple[str, ...] = tuple(e.value for e in FER2013.emotions)
+    input_size: tuple[int, int] = (48, 48)
+    channels: int = 1
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.5,)
+    #: How faces are cropped and aligned before resizing (see openfer.faces in later releases).
+    alignment: str = "fer2013: 48x48 face crop as distributed"
+    training_data: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    recipe: str | None = None
+    command: str | None = None
+    license: str | None = None
+    paper: str | None = None
+    #: Extra outputs beside the class logits (e.g. ("valence", "arousal")).
+    extra_outputs: tuple[str, ...] = ()
+    notes: str | None = None
+
+    def __post_init__(self) -> None:
+        self.classes = tuple(e.value for e in emotions_from_names(self.classes))
+        self.input_size = tuple(int(v) for v in self.input_size)
+        self.mean = tuple(float(v) for v in self.mean)
+        self.std = tuple(float(v) for v in self.std)
+        self.extra_outputs = tuple(self.extra_outputs)
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ValueError(f"{self.architecture}: mean/std need one value per channel "
+                             f"({self.channels})")
+
+    @property
+    def emotions(self) -> tuple[Emotion, ...]:
+        return emotions_from_names(self.classes)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for key in ("classes", "input_size", "mean", "std", "extra_outputs"):
+            data[key] = list(data[key])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelMeta":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def replace(self, **changes) -> "ModelMeta":
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,53 @@
+"""Metrics against hand computation, and evaluation across class lists."""
+
+import numpy as np
+import pytest
+import torch
+
+import openfer
+from openfer.data.dataset import ArrayFaceDataset
+from openfer.evaluate import evaluate
+from openfer.labels import Emotion
+from openfer.metrics import classification_report
+
+
+def test_report_matches_hand_computation():
+    # true:  a a a b b c ;  pred: a a b b c c
+    report = classification_report([0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 2, 2], ["a", "b", "c"])
+    assert report["n"] == 6
+    assert report["accuracy"] == pytest.approx(4 / 6)
+    assert report["mean_class_accuracy"] == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
+    f1 = [2 * 1 * (2 / 3) / (1 + 2 / 3), 0.5, 2 * 0.5 * 1 / 1.5]
+    assert report["macro_f1"] == pytest.approx(np.mean(f1))
+    assert report["confusion_matrix"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    assert report["per_class"]["b"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+
+
+def test_classes_absent_from_truth_do_not_enter_mean_class_accuracy():
+    report = classification_report([0, 0], [0, 0], ["a", "b"])
+    assert report["mean_class_accuracy"] == 1.0 and report["macro_f1"] == 1.0
+
+
+class Constant(torch.nn.Module):
+    """Always predicts one class."""
+
+    def __init__(self, index):
+        super().__init__()
+        self.index = index
+        self.meta = openfer.create_model("deep_emotion").meta
+
+    def forward(self, x):
+        logits = torch.zeros(len(x), 7)
+        logits[:, self.index] = 1
+        return logits
+
+
+def test_folder_lacking_a_predicted_class_counts_it_wrong():
+    images = np.zeros((4, 48, 48), np.uint8)
+    dataset = ArrayFaceDataset(images, np.array([0, 0, 1, 1]),
+                               (Emotion.HAPPINESS, Emotion.SADNESS), name="two-class folder")
+    happy = evaluate(Constant(3), dataset)            # model index 3 = happiness (FER2013 order)
+    assert happy["accuracy"] == 0.5
+    neutral = evaluate(Constant(6), dataset)          # neutral is not in the folder: all wrong
+    assert neutral["accuracy"] == 0.0
+    assert neutral["classes"][:7] == list(openfer.create_model("deep_emotion").meta.classes)
