@@ -74,9 +74,13 @@ def train(recipe: dict, *, output_dir: str | Path | None = None, resume: str | b
 
     task = ClassificationTask(recipe)
     datamodule = FaceDataModule(recipe["data"], task.meta, seed)
-    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
-                                  monitor=trainer_cfg["monitor"], mode="max", save_last=True,
-                                  save_top_k=1, enable_version_counter=False)
+    datamodule.setup("fit")  # bad data fails here, before anything is written
+    validate = bool(recipe["data"].get("val_split"))
+    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints",
+                                  filename="best" if validate else "epoch",
+                                  monitor=trainer_cfg["monitor"] if validate else None,
+                                  mode="max", save_last=True, save_top_k=1,
+                                  enable_version_counter=False)
     throughput = Throughput()
     callbacks = [checkpoints, throughput, *(callbacks or [])]
     if trainer_cfg["progress_bar"]:
@@ -98,6 +102,7 @@ def train(recipe: dict, *, output_dir: str | Path | None = None, resume: str | b
         check_val_every_n_epoch=int(trainer_cfg["check_val_every_n_epoch"]),
         gradient_clip_val=trainer_cfg["gradient_clip_val"],
         enable_progress_bar=bool(trainer_cfg["progress_bar"]), num_sanity_val_steps=0,
+        limit_val_batches=None if validate else 0,
         use_distributed_sampler=False, enable_model_summary=False)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)

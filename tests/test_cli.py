@@ -1,0 +1,87 @@
+"""The command line: the eval JSON contract and clear errors for bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import openfer
+from conftest import SIX_ROWS, write_fer2013_csv
+from openfer.checkpoint import save_weights
+from openfer.cli import main
+
+CONTRACT = {"accuracy", "mean_class_accuracy", "macro_f1", "n", "confusion_matrix", "classes"}
+
+
+@pytest.fixture
+def weights(tmp_path):
+    return save_weights(openfer.create_model("deep_emotion"), tmp_path / "m.safetensors")
+
+
+def test_eval_json_contract(weights, small_fer2013, capsys):
+    assert main(["eval", "--model", str(weights), "--dataset", "fer2013", "--root",
+                 str(small_fer2013), "--split", "PublicTest", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert CONTRACT <= report.keys()
+    assert report["n"] == 2 and len(report["classes"]) == 7
+    assert len(report["confusion_matrix"]) == 7 and sum(map(sum, report["confusion_matrix"])) == 2
+
+
+def test_eval_table_is_readable(weights, small_fer2013, capsys):
+    assert main(["eval", "--model", str(weights), "--dataset", "fer2013", "--root",
+                 str(small_fer2013), "--split", "Training"]) == 0
+    out = capsys.readouterr().out
+    assert "mean class accuracy" in out and "confusion matrix" in out
+
+
+def test_eval_on_real_publictest_via_subprocess(weights, fer2013_csv):
+    result = subprocess.run([sys.executable, "-m", "openfer", "eval", "--model", str(weights),
+                             "--dataset", "fer2013", "--root", str(fer2013_csv), "--split",
+                             "PublicTest", "--json"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["n"] == 3589
+
+
+@pytest.mark.parametrize("args, message", [
+    (["eval", "--model", "missing.safetensors", "--dataset", "fer2013", "--root", "x.csv"],
+     "model file missing.safetensors not found"),
+    (["eval", "--model", "{weights}", "--dataset", "affectnet2", "--root", "x"],
+     "unknown data set 'affectnet2'"),
+    (["eval", "--model", "{weights}", "--dataset", "fer2013", "--root", "{kaggle_test}",
+      "--split", "test"], "no expression label"),
+    (["train", "--recipe", "deep_emotion_fer2013", "optimizer.lr_rate=1"],
+     "unknown key 'optimizer.lr_rate'"),
+    (["train", "--recipe", "deep_emotion_fer2013"], "data.root is not set"),
+    (["eval", "--model", "{weights}", "--dataset", "fer2013", "--root", "{bad_csv}",
+      "--split", "Training"], "line 2, field 'emotion'"),
+])
+def test_bad_input_exits_2_with_a_clear_message(args, message, weights, tmp_path, capsys):
+    kaggle_test = tmp_path / "test.csv"
+    kaggle_test.write_text("pixels\n" + " ".join(["7"] * 2304) + "\n")
+    bad_csv = write_fer2013_csv(tmp_path / "bad.csv", SIX_ROWS)
+    lines = bad_csv.read_text().splitlines()
+    lines[1] = "seven" + lines[1][1:]
+    bad_csv.write_text("\n".join(lines) + "\n")
+    args = [a.format(weights=weights, kaggle_test=kaggle_test, bad_csv=bad_csv) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("openfer: error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_training_on_bad_data_writes_nothing(tmp_path, capsys):
+    bad = write_fer2013_csv(tmp_path / "fer2013.csv", SIX_ROWS)
+    bad.write_text(bad.read_text().replace("Training", "Trainig", 1))
+    out = tmp_path / "run"
+    assert main(["train", "--recipe", "deep_emotion_fer2013", f"data.root={bad}",
+                 "--output", str(out)]) == 2
+    assert "unknown Usage 'Trainig'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_models_and_recipes_list(capsys):
+    assert main(["models"]) == 0
+    assert "deep_emotion_paper" in capsys.readouterr().out
+    assert main(["recipes"]) == 0
+    assert "deep_emotion_fer2013" in capsys.readouterr().out
