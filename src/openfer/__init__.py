@@ -12,7 +12,16 @@ from .errors import DataFormatError, OpenferError, RecipeError
 from .labels import Emotion
 from .models.registry import create_model, list_models, load_model
 
+
+def __getattr__(name: str):
+    # Recognizer pulls in OpenCV; import it only when asked for.
+    if name == "Recognizer":
+        from .infer import Recognizer
+        return Recognizer
+    raise AttributeError(f"module 'openfer' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
 
-__all__ = ["Emotion", "OpenferError", "DataFormatError", "RecipeError", "create_model",
+__all__ = ["Emotion", "Recognizer", "OpenferError", "DataFormatError", "RecipeError", "create_model",
            "list_models", "load_model", "__version__"]

@@ -22,6 +22,8 @@ from .fileio import atomic_write_with
 
 FORMAT_VERSION = 1
 _PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
+#: The shipped weights that ``load_model("default")`` and ``openfer predict`` use.
+DEFAULT_MODEL = "deep_emotion.fer2013"
 
 
 def state_digest(state: dict[str, torch.Tensor]) -> str:
@@ -108,4 +110,7 @@ def shipped_weights() -> dict[str, Path]:
     """Weights that ship inside the package, by name (file stem; ``default`` if present)."""
     if not _PACKAGE_WEIGHTS.is_dir():
         return {}
-    return {p.stem: p for p in sorted(_PACKAGE_WEIGHTS.glob("*.safetensors"))}
+    found = {p.stem: p for p in sorted(_PACKAGE_WEIGHTS.glob("*.safetensors"))}
+    if DEFAULT_MODEL in found:
+        found["default"] = found[DEFAULT_MODEL]
+    return found

@@ -1,4 +1,4 @@
-"""The ``openfer`` command line: train, eval, models, recipes.
+"""The ``openfer`` command line: train, eval, predict, export, models, recipes.
 
 User errors (bad files, bad recipe keys, missing data) print one ``openfer: error: ...`` line
 that says what and where, and exit with status 2; nothing is written half-way.
@@ -21,6 +21,15 @@ EXAMPLES = {
   openfer train --recipe my_recipe.yaml optimizer.lr=0.01 trainer.max_epochs=30
   openfer train --recipe deep_emotion_fer2013 data.root=fer2013.csv.gz \\
       --accelerator cpu --devices 2 --strategy ddp""",
+    "predict": """examples:
+  openfer predict photo.jpg                       # shipped default model, detector auto
+  openfer predict photos/ --recursive --json > results.jsonl
+  openfer predict clip.mp4 --every 5 --csv --save-annotated out/
+  openfer predict face_crops/ --no-detect --json
+  openfer predict --camera 0 --every 2 --max-frames 300""",
+    "export": """examples:
+  openfer export --model default --output model.onnx --dynamic-batch
+  openfer export --model best.safetensors --output model-int8.onnx --quantize int8""",
     "eval": """examples:
   openfer eval --model runs/deep_emotion_fer2013/best.safetensors --dataset fer2013 \\
       --root fer2013.csv.gz --split PublicTest
@@ -85,6 +94,44 @@ def build_parser() -> argparse.ArgumentParser:
                           help="test-time augmentation: average with the mirrored face")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     _add_device(evaluate)
+
+    predict = commands.add_parser("predict", help="recognise expressions in photos, folders, "
+                                  "videos or a camera", epilog=EXAMPLES["predict"],
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    predict.add_argument("paths", nargs="*", metavar="PATH",
+                         help="image files, video files or folders")
+    predict.add_argument("--model", default="default",
+                         help="shipped name, .safetensors or .onnx file (default: default)")
+    predict.add_argument("--recursive", action="store_true", help="descend into sub-folders")
+    predict.add_argument("--camera", type=int, metavar="N", help="read camera number N")
+    predict.add_argument("--every", type=int, default=1, metavar="N",
+                         help="process every N-th video frame (default 1)")
+    predict.add_argument("--max-frames", type=int, metavar="N",
+                         help="stop a video or camera after N processed frames")
+    output = predict.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="JSON lines, one record per face")
+    output.add_argument("--csv", action="store_true", help="CSV, one row per face")
+    predict.add_argument("--save-annotated", metavar="DIR",
+                         help="write annotated images / videos into DIR")
+    predict.add_argument("--no-detect", action="store_true",
+                         help="each input is one pre-cropped face (no detection)")
+    predict.add_argument("--detector", default="auto", help="auto, yunet, haar (default auto)")
+    predict.add_argument("--yunet", metavar="FILE", help="path of the YuNet ONNX weights")
+    predict.add_argument("--batch-size", type=int, default=64)
+    predict.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    predict.add_argument("--tta", action="store_true", help="average with the mirrored face")
+    predict.add_argument("--strict", action="store_true",
+                         help="exit non-zero if any input could not be read")
+    _add_device(predict)
+
+    export = commands.add_parser("export", help="export a model to ONNX",
+                                 epilog=EXAMPLES["export"],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("--model", required=True, help="shipped name or .safetensors file")
+    export.add_argument("--output", required=True, help="the .onnx file to write")
+    export.add_argument("--dynamic-batch", action="store_true",
+                        help="accept any batch size (default: batch 1)")
+    export.add_argument("--quantize", choices=("int8",), help="dynamic int8 quantisation")
 
     models = commands.add_parser("models", help="list registered architectures and weights")
     models.add_argument("pattern", nargs="?", default="*")
@@ -195,7 +242,23 @@ def cmd_recipes(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "models": cmd_models, "recipes": cmd_recipes}
+def cmd_predict(args) -> int:
+    from .predict_cli import run_predict
+    return run_predict(args, resolve_device(args.device))
+
+
+def cmd_export(args) -> int:
+    from .export import export_onnx
+    from .models.registry import load_model
+
+    path = export_onnx(load_model(args.model), args.output, dynamic_batch=args.dynamic_batch,
+                       quantize=args.quantize)
+    print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "export": cmd_export,
+            "models": cmd_models, "recipes": cmd_recipes}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,6 +6,7 @@ processed pixels in both.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -51,6 +52,65 @@ def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
         raise DataFormatError(path, f"cannot decode image ({exc})",
                               hint="the file is corrupt, truncated or not an image") from None
     return array
+
+
+#: Non-JPEG images above this many pixels are refused by :func:`read_image_bounded` (memory).
+MAX_DECODE_PIXELS = 120_000_000
+
+
+@contextlib.contextmanager
+def _pil_pixel_limit(limit: int):
+    """Let PIL open images up to ``limit`` pixels; openfer enforces its own bounds after."""
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = limit
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def read_image_bounded(path: str | Path, max_side: int = 4096) -> tuple[np.ndarray, float]:
+    """Decode an RGB image whose long side is at most about ``max_side``, in bounded memory.
+
+    Returns ``(image, factor)`` where original coordinates = ``factor`` x returned coordinates.
+    JPEGs are decoded directly at a reduced scale (DCT scaling, ``Image.draft``), so a
+    20000x20000 photo never takes gigabytes; other formats above :data:`MAX_DECODE_PIXELS` are
+    refused with a message.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings(), _pil_pixel_limit(MAX_PIXELS // 2):
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise DataFormatError(path, f"image is {width}x{height} pixels, more than "
+                                          f"the limit of {MAX_PIXELS} pixels")
+                if image.format == "JPEG" and max(width, height) > max_side:
+                    image.draft("RGB", (max(1, width * max_side // max(width, height)),
+                                        max(1, height * max_side // max(width, height))))
+                elif width * height > MAX_DECODE_PIXELS:
+                    raise DataFormatError(path, f"image is {width}x{height} pixels; "
+                                          f"{image.format or 'this format'} images above "
+                                          f"{MAX_DECODE_PIXELS // 1_000_000} megapixels are not "
+                                          "decoded (memory); downscale it first")
+                image = ImageOps.exif_transpose(image)
+                array = pil_to_array(image, 3)
+    except DataFormatError:
+        raise
+    except FileNotFoundError:
+        raise DataFormatError(path, "file not found") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DataFormatError(path, f"cannot decode image ({exc})",
+                              hint="the file is corrupt, truncated or not an image") from None
+    full_side = max(width, height)
+    if max(array.shape[:2]) > max_side:
+        scale = max_side / max(array.shape[:2])
+        array = np.asarray(Image.fromarray(array).resize(
+            (max(1, round(array.shape[1] * scale)), max(1, round(array.shape[0] * scale))),
+            Image.BILINEAR, reducing_gap=2.0))
+    factor = full_side / max(array.shape[:2])
+    return np.ascontiguousarray(array), factor
 
 
 def pil_to_array(image: Image.Image, channels: int = 3) -> np.ndarray:

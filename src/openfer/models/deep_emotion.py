@@ -142,11 +142,26 @@ def deep_emotion(num_classes: int = 7, classes=None, dropout: float = 0.5,
     return DeepEmotion(len(classes) if classes else num_classes, dropout, reference_dropout_bug)
 
 
-@register_model("deep_emotion_paper", ModelMeta(
+_PAPER_META = ModelMeta(
     "deep_emotion_paper", mean=(0.0,), std=(1 / 255,), paper=_PAPER,
     notes="paper/Keras variant (kaushal-k/Deep-Emotion): theta on the 9x9x10 feature map, "
-          "L2 0.01 on the FC layers, raw 0..255 input"))
+          "L2 0.01 on the FC layers, raw 0..255 input")
+
+
+@register_model("deep_emotion_paper", _PAPER_META)
 def deep_emotion_paper(num_classes: int = 7, classes=None, dropout: float = 0.5,
-                       l2: float = 0.01) -> nn.Module:
-    """Deep-Emotion, paper/Keras variant (θ on the 9x9x10 feature map, L2 on the FC layers)."""
-    return DeepEmotionPaper(len(classes) if classes else num_classes, dropout, l2)
+                       l2: float = 0.01, input_scaling: str = "raw") -> nn.Module:
+    """Deep-Emotion, paper/Keras variant (θ on the 9x9x10 feature map, L2 on the FC layers).
+
+    ``input_scaling="raw"`` feeds 0..255 pixels as the Keras fork does; ``"normalized"`` feeds
+    (x - 0.5) / 0.5 of [0, 1] pixels (an openfer option: with raw input and the fork's Adam 0.005
+    the network collapses to the majority class on FER2013, see the README).
+    """
+    model = DeepEmotionPaper(len(classes) if classes else num_classes, dropout, l2)
+    if input_scaling == "normalized":
+        model.meta = _PAPER_META.replace(mean=(0.5,), std=(0.5,),
+                                         notes=_PAPER_META.notes.replace(
+                                             "raw 0..255 input", "input (x - 0.5) / 0.5"))
+    elif input_scaling != "raw":
+        raise ValueError(f"input_scaling must be 'raw' or 'normalized', got {input_scaling!r}")
+    return model

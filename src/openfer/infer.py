@@ -1,0 +1,308 @@
+"""Recognise expressions in photos, folders, videos and camera streams.
+
+    >>> from openfer import Recognizer
+    >>> rec = Recognizer()                         # shipped default model, detector "auto"
+    >>> [face.label for face in rec.predict("group.jpg")[0].faces]
+    ['happiness', 'neutral', ...]
+    >>> for frame in rec.predict_video("clip.mp4", every=5):
+    ...     print(frame.frame, [(f.track_id, f.label) for f in frame.faces])
+
+Pipeline: decode (bounded memory, EXIF orientation) -> detect (:mod:`openfer.faces.detect`) ->
+align to the model's template (:mod:`openfer.faces.align`) -> classify faces in batches across
+images and frames -> per-face results with box, landmarks, detector score, per-class
+probabilities in the model's class names and the top label. A bad input never stops a batch: its
+result carries ``error`` instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .data.images import pil_to_array, read_image_bounded, to_channels
+from .data.transforms import to_model_input
+from .errors import DataFormatError, OpenferError
+from .faces.align import BOX_ALIGNMENT, align_face
+from .faces.detect import DetectedFace, create_detector
+from .faces.track import IoUTracker
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg",
+                              ".wmv", ".flv", ".3gp"})
+
+
+@dataclass
+class FaceResult:
+    """One face: where it is, what the detector and the model say."""
+
+    box: list[float]
+    probabilities: dict[str, float]
+    label: str
+    confidence: float
+    detector_score: float | None = None
+    landmarks: list[list[float]] | None = None
+    track_id: int | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ImageResult:
+    """All faces of one image or video frame; ``error`` says why an input could not be read."""
+
+    source: str
+    faces: list[FaceResult] = field(default_factory=list)
+    frame: int | None = None
+    time: float | None = None
+    width: int | None = None
+    height: int | None = None
+    detector: str | None = None
+    error: str | None = None
+
+    def records(self) -> list[dict[str, Any]]:
+        """Flat records, one per face (or one saying there is no face, or the error)."""
+        base = {"file": self.source, "frame": self.frame, "time": self.time}
+        if self.error is not None:
+            return [{**base, "face": None, "error": self.error}]
+        if not self.faces:
+            return [{**base, "face": None, "label": None, "note": "no face detected"}]
+        return [{**base, "face": i, "track_id": f.track_id, "box": f.box,
+                 "detector_score": f.detector_score, "landmarks": f.landmarks,
+                 "label": f.label, "confidence": f.confidence, "scores": f.probabilities,
+                 **f.extras}
+                for i, f in enumerate(self.faces)]
+
+
+def is_video(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def image_to_rgb(image, color: str = "rgb") -> np.ndarray:
+    """An RGB ``uint8`` (H, W, 3) array from an array (``color`` rgb/bgr/gray) or PIL image."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return pil_to_array(image, 3)
+    array = np.asarray(image)
+    if array.dtype == np.uint16:
+        array = (array / 257.0 + 0.5).astype(np.uint8)
+    elif array.dtype.kind == "f":
+        peak = 1.0 if np.nanmax(array) <= 1.0 else 255.0
+        array = np.clip(np.nan_to_num(array) / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 1):
+        return to_channels(array.reshape(array.shape[0], array.shape[1], 1), 3)
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise OpenferError(f"an image array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); "
+                           f"got shape {array.shape}")
+    array = array[:, :, :3]
+    if color.lower() == "bgr":
+        array = array[:, :, ::-1]
+    elif color.lower() != "rgb":
+        raise OpenferError(f"color must be 'rgb' or 'bgr', got {color!r}")
+    return np.ascontiguousarray(array)
+
+
+class Recognizer:
+    """Detect, align and classify faces with one model.
+
+    ``model``: a shipped name (``default``), a ``.safetensors`` file, an ``.onnx`` file, or a
+    model object with ``meta``. ``detector``: ``auto``, ``yunet``, ``haar`` or ``none`` (each
+    input is one pre-cropped face). ``backend``: ``torch`` or ``onnx`` (onnxruntime; a torch
+    model is exported on the fly). ``tta``: average with the mirrored face.
+    """
+
+    def __init__(self, model: Any = "default", detector: str = "auto", device: str = "auto",
+                 backend: str = "torch", batch_size: int = 64, tta: bool = False,
+                 detector_options: dict | None = None):
+        from .models.registry import load_model
+
+        if backend not in ("torch", "onnx"):
+            raise OpenferError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" \
+            else device
+        self.backend, self.batch_size, self.tta = backend, max(1, int(batch_size)), tta
+        if isinstance(model, (str, Path)) and str(model).endswith(".onnx"):
+            from .export import OnnxClassifier
+            self.model = OnnxClassifier(model)
+            self.backend = "onnx"
+        else:
+            torch_model = load_model(model) if isinstance(model, (str, Path)) else model
+            if backend == "onnx":
+                self.model = _onnx_from_torch(torch_model)
+            else:
+                self.model = torch_model.to(self.device).eval()
+        self.meta = self.model.meta
+        self.detector = create_detector(detector, **(detector_options or {}))
+        alignment = self.meta.alignment
+        self.alignment = alignment if isinstance(alignment, dict) else BOX_ALIGNMENT
+
+    # -- classification ---------------------------------------------------------------------
+    def classify(self, faces: np.ndarray) -> np.ndarray:
+        """Probabilities (N, classes) for aligned faces ``uint8`` (N, H, W, C) at model size."""
+        if len(faces) == 0:
+            return np.zeros((0, len(self.meta.classes)), np.float32)
+        out = []
+        for start in range(0, len(faces), self.batch_size):
+            chunk = torch.from_numpy(np.ascontiguousarray(faces[start:start + self.batch_size]))
+            x = to_model_input(chunk.permute(0, 3, 1, 2), self.meta)
+            probs = self._probabilities(x)
+            if self.tta:
+                probs = (probs + self._probabilities(x.flip(-1))) / 2
+            out.append(probs)
+        return np.concatenate(out)
+
+    def _probabilities(self, x: torch.Tensor) -> np.ndarray:
+        if self.backend == "onnx":
+            logits = torch.from_numpy(self.model(x.numpy()))
+        else:
+            with torch.inference_mode():
+                output = self.model(x.to(self.device))
+                logits = output if isinstance(output, torch.Tensor) else output[0]
+        return logits.float().softmax(-1).cpu().numpy()
+
+    def crop(self, image: np.ndarray, face: DetectedFace) -> np.ndarray:
+        """The aligned face at the model's input size, with the model's channels."""
+        aligned = align_face(image, face.box, face.landmarks, self.alignment,
+                             tuple(self.meta.input_size))
+        return to_channels(aligned, self.meta.channels)
+
+    # -- images -------------------------------------------------------------------------------
+    def predict(self, images, color: str = "rgb") -> list[ImageResult]:
+        """Results for one image or a list: paths, arrays (``color`` rgb/bgr) or PIL images."""
+        items = list(images) if isinstance(images, (list, tuple)) else [images]
+        return list(self.iter_predict(items, color=color))
+
+    def iter_predict(self, items: Iterable, color: str = "rgb") -> Iterator[ImageResult]:
+        """Lazily predict many images, batching faces across them; yields in input order."""
+        batch: list[tuple[ImageResult, list[tuple[DetectedFace, np.ndarray]], float]] = []
+        waiting = 0
+        for item in items:
+            result, detections, factor = self._detect_one(item, color)
+            batch.append((result, detections, factor))
+            waiting += len(detections)
+            if waiting >= self.batch_size:
+                yield from self._finish(batch)
+                batch, waiting = [], 0
+        yield from self._finish(batch)
+
+    def _detect_one(self, item, color: str):
+        source = str(item) if isinstance(item, (str, Path)) else f"<{type(item).__name__}>"
+        try:
+            if isinstance(item, (str, Path)):
+                image, factor = read_image_bounded(item)
+            else:
+                image, factor = image_to_rgb(item, color), 1.0
+        except (DataFormatError, OpenferError) as exc:
+            return ImageResult(source, error=str(exc)), [], 1.0
+        detections = self.detector.detect(image)
+        height, width = image.shape[:2]
+        result = ImageResult(source, width=round(width * factor), height=round(height * factor),
+                             detector=self.detector.name)
+        return result, [(d, self.crop(image, d)) for d in detections], factor
+
+    def _finish(self, batch) -> Iterator[ImageResult]:
+        crops = [crop for _, detections, _ in batch for _, crop in detections]
+        probs = self.classify(np.stack(crops)) if crops else np.zeros((0, 1))
+        index = 0
+        for result, detections, factor in batch:
+            for detection, _ in detections:
+                result.faces.append(self._face_result(detection.scaled(factor), probs[index]))
+                index += 1
+            yield result
+
+    def _face_result(self, detection: DetectedFace, probs: np.ndarray) -> FaceResult:
+        classes = self.meta.classes
+        top = int(np.argmax(probs))
+        return FaceResult(
+            box=[round(float(v), 1) for v in detection.box],
+            probabilities={c: round(float(p), 5) for c, p in zip(classes, probs)},
+            label=classes[top], confidence=round(float(probs[top]), 5),
+            detector_score=None if detection.score is None else round(detection.score, 4),
+            landmarks=None if detection.landmarks is None
+            else [[round(float(x), 1), round(float(y), 1)] for x, y in detection.landmarks])
+
+    # -- video --------------------------------------------------------------------------------
+    def predict_video(self, source: str | Path | int, every: int = 1,
+                      max_frames: int | None = None, track: bool = True,
+                      with_frames: bool = False) -> Iterator[ImageResult]:
+        """Per-frame results of a video file or camera index, every ``every``-th frame.
+
+        Faces carry ``track_id``: the same person keeps the same id across frames (IoU
+        tracking). Unreadable sources raise :class:`OpenferError`. ``with_frames=True`` yields
+        ``(result, rgb_frame)`` pairs (for drawing). ``self.last_fps`` holds the source's rate.
+        """
+        import cv2
+
+        capture = cv2.VideoCapture(int(source) if isinstance(source, int) else str(source))
+        name = f"camera:{source}" if isinstance(source, int) else str(source)
+        if not capture.isOpened():
+            raise OpenferError(f"{name}: cannot open the video (unreadable file, unsupported "
+                               "codec, or no such camera)")
+        fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+        self.last_fps = fps
+        tracker = IoUTracker() if track else None
+        every = max(1, int(every))
+
+        def frames():
+            index = processed = 0
+            while max_frames is None or processed < max_frames:
+                ok, frame = capture.read()
+                if not ok:
+                    return
+                if index % every == 0:
+                    processed += 1
+                    yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                index += 1
+
+        try:
+            decoded = 0
+            for index, rgb in frames():
+                decoded += 1
+                result = next(self.iter_predict([rgb]))
+                result.source, result.frame = name, index
+                result.time = round(index / fps, 3) if fps > 0 else None
+                if tracker is not None:
+                    ids = tracker.update([f.box for f in result.faces])
+                    for face, track_id in zip(result.faces, ids):
+                        face.track_id = track_id
+                yield (result, rgb) if with_frames else result
+            if decoded == 0:
+                raise OpenferError(f"{name}: no frame could be decoded (empty or corrupt video)")
+        finally:
+            capture.release()
+
+
+def _onnx_from_torch(model: torch.nn.Module):
+    """Export a torch model to a temporary ONNX file and load it with onnxruntime."""
+    import os
+    import tempfile
+
+    from .export import OnnxClassifier, export_onnx
+
+    handle, path = tempfile.mkstemp(suffix=".onnx")
+    os.close(handle)
+    try:
+        export_onnx(model, path)
+        return OnnxClassifier(path)
+    finally:
+        os.unlink(path)
+
+
+def collect_inputs(paths: Sequence[str | Path], recursive: bool = False) -> list[Path]:
+    """Expand folders into their image and video files (sorted); files are kept as given."""
+    from .data.images import is_image_file
+
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            pattern = path.rglob("*") if recursive else path.iterdir()
+            out.extend(sorted(p for p in pattern if p.is_file() and not p.name.startswith(".")
+                              and (is_image_file(p) or is_video(p))))
+        else:
+            out.append(path)
+    return out

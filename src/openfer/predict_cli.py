@@ -1,0 +1,217 @@
+"""``openfer predict``: photos, folders, videos and cameras in; one record per face per frame out.
+
+Output: a readable line per face (default), JSON lines (``--json``) or CSV (``--csv``) on
+stdout; per-file problems and a summary on stderr. A bad input never stops the others. The exit
+status is 0 unless no input could be read at all, or ``--strict`` is given and one could not.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Iterator
+
+from .errors import OpenferError
+from .infer import ImageResult, Recognizer, collect_inputs, is_video
+
+
+class RecordWriter:
+    """Writes result records as text lines, JSON lines or CSV rows."""
+
+    def __init__(self, mode: str, classes: tuple[str, ...], stream=None):
+        self.mode, self.classes = mode, classes
+        self.stream = stream or sys.stdout
+        self._csv = None
+        if mode == "csv":
+            self._csv = csv.writer(self.stream)
+            self._csv.writerow(["file", "frame", "time", "face", "track_id", "x1", "y1", "x2",
+                                "y2", "detector_score", "label", "confidence", *classes, "note"])
+
+    def write(self, result: ImageResult) -> None:
+        for record in result.records():
+            if self.mode == "json":
+                self.stream.write(json.dumps(record) + "\n")
+            elif self.mode == "csv":
+                box = record.get("box") or [None] * 4
+                scores = record.get("scores") or {}
+                self._csv.writerow([record["file"], record["frame"], record["time"],
+                                    record["face"], record.get("track_id"), *box,
+                                    record.get("detector_score"), record.get("label"),
+                                    record.get("confidence"),
+                                    *(scores.get(c) for c in self.classes),
+                                    record.get("error") or record.get("note") or ""])
+            else:
+                self.stream.write(_text(record) + "\n")
+        self.stream.flush()
+
+
+def _text(record: dict) -> str:
+    where = record["file"] + (f" frame {record['frame']}" if record["frame"] is not None else "")
+    if record.get("error"):
+        return f"error: {record['error']}"
+    if record["face"] is None:
+        return f"{where}: no face detected"
+    box = ",".join(f"{v:.0f}" for v in record["box"])
+    track = f" track {record['track_id']}" if record.get("track_id") is not None else ""
+    return f"{where} face {record['face']}{track} [{box}]: {record['label']} " \
+           f"({record['confidence']:.0%})"
+
+
+def _progress(total: int | None, unit: str):
+    if not sys.stderr.isatty() or (total is not None and total < 2):
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit=unit, file=sys.stderr, leave=False)
+
+
+def run_predict(args, device: str) -> int:
+    if not args.paths and args.camera is None:
+        raise OpenferError("nothing to predict: give image/video paths or folders, or --camera N")
+    detector = "none" if args.no_detect else args.detector
+    options = {"weights": args.yunet} if args.yunet and detector in ("auto", "yunet") else {}
+    recognizer = Recognizer(args.model, detector=detector, device=device, backend=args.backend,
+                            batch_size=args.batch_size, tta=args.tta, detector_options=options)
+    mode = "json" if args.json else "csv" if args.csv else "text"
+    writer = RecordWriter(mode, recognizer.meta.classes)
+    annotated = Path(args.save_annotated) if args.save_annotated else None
+    stats = {"inputs": 0, "read": 0, "frames": 0, "faces": 0, "errors": []}
+    if mode == "text":
+        print(f"model: {recognizer.meta.architecture} ({', '.join(recognizer.meta.classes)}); "
+              f"detector: {recognizer.detector.name}", file=sys.stderr)
+
+    def emit(result: ImageResult) -> None:
+        writer.write(result)
+        if result.error:
+            stats["errors"].append(result.error)
+            print(f"openfer: skipped {result.error}", file=sys.stderr)
+        else:
+            stats["faces"] += len(result.faces)
+
+    if args.camera is not None:
+        stats["inputs"] += 1
+        _run_video(recognizer, args.camera, args, emit, stats, annotated)
+    inputs = collect_inputs(args.paths, args.recursive)
+    bar = _progress(len(inputs), "file")
+    for group_is_video, group in _groups(inputs):
+        for path in group:
+            stats["inputs"] += 1
+        if group_is_video:
+            for path in group:
+                _run_video(recognizer, path, args, emit, stats, annotated)
+                if bar:
+                    bar.update()
+            continue
+        for path, result in zip(group, recognizer.iter_predict(group)):
+            if result.error and _opens_as_video(path):
+                _run_video(recognizer, path, args, emit, stats, annotated)
+            else:
+                if not result.error:
+                    stats["read"] += 1
+                    if annotated is not None:
+                        _save_annotated_image(path, result, annotated)
+                emit(result)
+            if bar:
+                bar.update()
+    if bar:
+        bar.close()
+    errors = len(stats["errors"])
+    print(f"openfer: {stats['inputs']} input(s), {stats['read']} image(s) and "
+          f"{stats['frames']} video frame(s) read, {stats['faces']} face(s), {errors} "
+          f"unreadable", file=sys.stderr)
+    if stats["read"] + stats["frames"] == 0:
+        return 1
+    return 1 if args.strict and errors else 0
+
+
+def _groups(paths: list[Path]) -> Iterator[tuple[bool, list[Path]]]:
+    """Consecutive runs of images and of videos, in input order."""
+    group: list[Path] = []
+    current = None
+    for path in paths:
+        kind = is_video(path)
+        if group and kind != current:
+            yield current, group
+            group = []
+        current = kind
+        group.append(path)
+    if group:
+        yield current, group
+
+
+def _opens_as_video(path: Path) -> bool:
+    """Content sniffing: a video container by its magic bytes, whatever the file's name.
+
+    MP4/MOV/3GP (``ftyp`` box), AVI (RIFF....AVI), Matroska/WebM (EBML), FLV, MPEG program and
+    elementary streams, and ASF/WMV.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return False
+    return (head[4:8] == b"ftyp" or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+            or head[:4] == b"\x1aE\xdf\xa3" or head[:3] == b"FLV"
+            or head[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3")
+            or head[:16] == bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c"))
+
+
+def _run_video(recognizer: Recognizer, source, args, emit, stats, annotated: Path | None) -> None:
+    from .annotate import annotate
+
+    out = None
+    try:
+        for result, rgb in recognizer.predict_video(source, every=args.every,
+                                                    max_frames=args.max_frames,
+                                                    with_frames=True):
+            stats["frames"] += 1
+            emit(result)
+            if annotated is not None:
+                if out is None:
+                    stem = f"camera{source}" if isinstance(source, int) else Path(source).stem
+                    fps = (recognizer.last_fps or 25.0) / max(1, args.every)
+                    out = _VideoOut(annotated / f"{stem}.annotated.mp4",
+                                    (rgb.shape[1], rgb.shape[0]), fps)
+                out.write(annotate(rgb, result))
+    except OpenferError as exc:
+        emit(ImageResult(str(source), error=str(exc)))
+    finally:
+        if out is not None:
+            out.close()
+
+
+class _VideoOut:
+    """Annotated video written to a temporary file and moved into place when complete."""
+
+    def __init__(self, path: Path, size: tuple[int, int], fps: float):
+        import cv2
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.tmp = path, path.with_name(f".{path.name}.tmp.mp4")
+        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+
+    def write(self, rgb) -> None:
+        import cv2
+        self.writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        import os
+        self.writer.release()
+        os.replace(self.tmp, self.path)
+
+
+def _save_annotated_image(path: Path, result: ImageResult, directory: Path) -> None:
+    import cv2
+
+    from .annotate import annotate
+    from .data.images import read_image_bounded
+    from .fileio import atomic_write_bytes
+
+    image, _ = read_image_bounded(path)
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(annotate(image, result), cv2.COLOR_RGB2BGR))
+    if ok:
+        atomic_write_bytes(directory / f"{Path(path).stem}.annotated.jpg", data.tobytes())

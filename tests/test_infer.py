@@ -1,0 +1,291 @@
+"""Recognising expressions in photos, folders and videos: detection, alignment, results."""
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+import openfer
+from conftest import SHARED
+from openfer.checkpoint import save_weights
+from openfer.cli import main
+from openfer.faces.align import ARCFACE_112, similarity_transform
+from openfer.faces.detect import HaarDetector, YuNetDetector
+from openfer.faces.track import IoUTracker, iou
+from openfer.infer import Recognizer
+
+PHOTOS = SHARED / "data" / "photos"
+YUNET = SHARED / "weights" / "yunet.onnx"
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    """A model file for pipeline tests (its predictions are not judged here)."""
+    return save_weights(openfer.create_model("deep_emotion"),
+                        tmp_path_factory.mktemp("m") / "model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def group6():
+    path = PHOTOS / "group6.jpg"
+    if not path.is_file():
+        pytest.skip(f"{path} not found (../shared is not beside the repository)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def yunet():
+    if not YUNET.is_file():
+        pytest.skip(f"{YUNET} not found (../shared is not beside the repository)")
+    return YuNetDetector(YUNET)
+
+
+def _rgb(path):
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+# -- detection ------------------------------------------------------------------------------
+def test_yunet_finds_all_six_faces_with_landmarks(group6, yunet):
+    faces = yunet.detect(_rgb(group6))
+    assert len(faces) == 6
+    for face in faces:
+        assert face.score > 0.8 and face.landmarks.shape == (5, 2)
+        x1, y1, x2, y2 = face.box
+        left_eye, right_eye = face.landmarks[0], face.landmarks[1]
+        assert x1 < left_eye[0] < right_eye[0] < x2 and y1 < left_eye[1] < y2
+
+
+def test_haar_finds_at_least_four_of_the_six_faces(group6, yunet):
+    image = _rgb(group6)
+    truth = [f.box for f in yunet.detect(image)]
+    found = HaarDetector().detect(image)
+    matched = {i for f in found for i, t in enumerate(truth) if iou(f.box, t) > 0.3}
+    assert len(matched) >= 4, f"Haar matched {len(matched)} of the 6 faces"
+
+
+def test_auto_detector_prefers_yunet_when_its_weights_are_found(monkeypatch, yunet):
+    from openfer.faces.detect import create_detector
+    monkeypatch.setenv("OPENFER_YUNET", str(YUNET))
+    assert create_detector("auto").name == "yunet"
+    monkeypatch.delenv("OPENFER_YUNET")
+    monkeypatch.setenv("OPENFER_HOME", "/nonexistent")
+    assert create_detector("auto").name == "haar"
+
+
+def test_missing_yunet_weights_say_where_to_put_them(monkeypatch, tmp_path):
+    monkeypatch.delenv("OPENFER_YUNET", raising=False)
+    monkeypatch.setenv("OPENFER_HOME", str(tmp_path))
+    with pytest.raises(openfer.OpenferError, match="save it as .*yunet.onnx"):
+        YuNetDetector()
+
+
+def test_yunet_weights_are_checked_against_the_pinned_checksum(tmp_path):
+    fake = tmp_path / "yunet.onnx"
+    fake.write_bytes(b"not the model")
+    with pytest.raises(openfer.OpenferError, match="does not match YuNet's pinned"):
+        YuNetDetector(fake)
+
+
+# -- alignment and tracking ------------------------------------------------------------------
+def test_similarity_transform_recovers_a_known_transform():
+    angle, scale, shift = np.deg2rad(12), 1.7, np.array([5.0, -3.0])
+    rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    source = ARCFACE_112 / 2
+    target = source @ rotation.T + shift
+    matrix = similarity_transform(source, target)
+    assert np.allclose(matrix[:, :2], rotation, atol=1e-9)
+    assert np.allclose(matrix[:, 2], shift, atol=1e-9)
+
+
+def test_tracker_keeps_ids_and_starts_new_ones():
+    tracker = IoUTracker()
+    assert tracker.update([(0, 0, 10, 10), (50, 50, 60, 60)]) == [0, 1]
+    assert tracker.update([(52, 51, 62, 61), (1, 0, 11, 10)]) == [1, 0]
+    assert tracker.update([(100, 100, 110, 110)]) == [2]
+
+
+# -- the Recognizer ---------------------------------------------------------------------------
+def test_recognizer_on_the_group_photo(group6, model_file):
+    result = Recognizer(model_file, detector="yunet",
+                        detector_options={"weights": YUNET}).predict(group6)[0]
+    assert result.error is None and len(result.faces) == 6
+    assert (result.width, result.height) == (1280, 886)
+    for face in result.faces:
+        assert set(face.probabilities) == set(openfer.create_model("deep_emotion").meta.classes)
+        assert sum(face.probabilities.values()) == pytest.approx(1, abs=1e-3)
+        assert face.label == max(face.probabilities, key=face.probabilities.get)
+
+
+def test_aligned_face_without_detection(model_file):
+    path = PHOTOS / "aligned112.png"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    result = Recognizer(model_file, detector="none").predict(path)[0]
+    assert len(result.faces) == 1 and result.faces[0].box == [0.0, 0.0, 112.0, 112.0]
+
+
+def test_rgb_bgr_arrays_and_pil_images_agree(group6, model_file):
+    rec = Recognizer(model_file, detector="yunet", detector_options={"weights": YUNET})
+    rgb = _rgb(group6)
+    from_rgb, from_pil = rec.predict([rgb, Image.fromarray(rgb)])
+    from_bgr = rec.predict(rgb[:, :, ::-1].copy(), color="bgr")[0]
+    assert [f.probabilities for f in from_bgr.faces] == [f.probabilities for f in from_rgb.faces]
+    assert [f.box for f in from_pil.faces] == [f.box for f in from_rgb.faces]
+
+
+def test_image_without_a_face_says_so(model_file, tmp_path):
+    blank = tmp_path / "wall.png"
+    Image.fromarray(np.full((200, 300, 3), 200, np.uint8)).save(blank)
+    result = Recognizer(model_file, detector="haar").predict(blank)[0]
+    assert result.faces == [] and result.error is None
+    assert result.records() == [{"file": str(blank), "frame": None, "time": None, "face": None,
+                                 "label": None, "note": "no face detected"}]
+
+
+# -- bad input never crashes a batch ----------------------------------------------------------
+def _bad_inputs(tmp_path, face_rgb):
+    """(name, path, readable) for inputs from the wild."""
+    files = []
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    files.append(("zero-byte", tmp_path / "zero.jpg", False))
+    ok = tmp_path / "ok.jpg"
+    Image.fromarray(face_rgb).save(ok)
+    data = ok.read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    files.append(("truncated", tmp_path / "truncated.jpg", False))   # half a face: refused
+    corrupt = bytearray(data)
+    corrupt[2:40] = b"\x00" * 38
+    (tmp_path / "corrupt.jpg").write_bytes(bytes(corrupt))
+    files.append(("corrupt header", tmp_path / "corrupt.jpg", False))
+    (tmp_path / "notes.txt").write_text("not an image")
+    files.append(("non-image", tmp_path / "notes.txt", False))
+    Image.fromarray(face_rgb).convert("L").save(tmp_path / "gray.png")
+    files.append(("grayscale", tmp_path / "gray.png", True))
+    Image.fromarray(face_rgb).convert("RGBA").save(tmp_path / "rgba.png")
+    files.append(("RGBA", tmp_path / "rgba.png", True))
+    Image.fromarray(face_rgb).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    files.append(("CMYK", tmp_path / "cmyk.jpg", True))
+    sixteen = (np.asarray(Image.fromarray(face_rgb).convert("L"), np.uint16) * 257)
+    Image.fromarray(sixteen).save(tmp_path / "gray16.png")
+    files.append(("16-bit", tmp_path / "gray16.png", True))
+    rotated = Image.fromarray(np.ascontiguousarray(np.rot90(face_rgb, -1)))   # stored sideways
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated.save(tmp_path / "exif.jpg", exif=exif)
+    files.append(("EXIF-rotated", tmp_path / "exif.jpg", True))
+    return files
+
+
+def test_bad_files_get_messages_and_the_batch_goes_on(model_file, tmp_path):
+    face = np.asarray(Image.open(PHOTOS / "aligned112.png").convert("RGB")) \
+        if (PHOTOS / "aligned112.png").is_file() else np.full((112, 112, 3), 128, np.uint8)
+    cases = _bad_inputs(tmp_path, face)
+    results = Recognizer(model_file, detector="none").predict([p for _, p, _ in cases])
+    for (name, path, readable), result in zip(cases, results):
+        if readable:
+            assert result.error is None, f"{name}: {result.error}"
+            assert len(result.faces) == 1 and (result.width, result.height) == (112, 112), name
+        else:
+            assert result.error and str(path) in result.error, name
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    from openfer.data.images import read_image_bounded
+    stored = np.zeros((40, 80, 3), np.uint8)          # stored landscape, 80 wide
+    exif = Image.Exif()
+    exif[0x0112] = 6                                  # rotate 90° clockwise on display
+    Image.fromarray(stored).save(tmp_path / "r.jpg", exif=exif)
+    image, _ = read_image_bounded(tmp_path / "r.jpg")
+    assert image.shape[:2] == (80, 40)
+
+
+@pytest.mark.slow
+def test_giant_image_is_decoded_in_bounded_memory(tmp_path, model_file):
+    giant = tmp_path / "giant.jpg"
+    Image.new("L", (20000, 20000), 90).save(giant, quality=50)
+    script = (
+        "import resource, sys; from openfer.infer import Recognizer; "
+        f"r = Recognizer({str(model_file)!r}, detector='haar').predict({str(giant)!r})[0]; "
+        "assert r.error is None and (r.width, r.height) == (20000, 20000), r; "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    peak_mb = int(out.stdout.strip().splitlines()[-1]) / 1024
+    assert peak_mb < 1200, f"peak memory {peak_mb:.0f} MB for a 20000x20000 JPEG"
+
+
+# -- video --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fer_video(tmp_path_factory, fer2013_csv):
+    """A 12-frame video of two real FER2013 faces drifting slowly (PublicTest rows 0 and 4)."""
+    from openfer.data import load_dataset
+    faces = load_dataset("fer2013", fer2013_csv, "PublicTest").images[[0, 4], 0].numpy()
+    path = tmp_path_factory.mktemp("video") / "two_faces.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (480, 270))
+    for t in range(12):
+        frame = np.full((270, 480), 128, np.uint8)
+        for k, face in enumerate(faces):
+            big = cv2.resize(face, (120, 120), interpolation=cv2.INTER_CUBIC)
+            x, y = 40 + 240 * k + 2 * t, 70 + t
+            frame[y:y + 120, x:x + 120] = big
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    return path
+
+
+def test_video_gives_one_record_per_face_per_frame_with_stable_ids(fer_video, model_file):
+    rec = Recognizer(model_file, detector="yunet", detector_options={"weights": YUNET})
+    frames = list(rec.predict_video(fer_video))
+    assert [f.frame for f in frames] == list(range(12))
+    assert all(len(f.faces) == 2 for f in frames)
+    first = {round(f.box[0] / 240): f.track_id for f in frames[0].faces}
+    for frame in frames:
+        assert {round(f.box[0] / 240): f.track_id for f in frame.faces} == first
+    every = list(rec.predict_video(fer_video, every=5))
+    assert [f.frame for f in every] == [0, 5, 10]
+
+
+def test_predict_cli_on_video_and_unreadable_video(fer_video, model_file, tmp_path, capsys):
+    assert main(["predict", str(fer_video), "--model", str(model_file), "--detector", "yunet",
+                 "--yunet", str(YUNET), "--json", "--every", "3",
+                 "--save-annotated", str(tmp_path / "out")]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(records) == 8 and {r["frame"] for r in records} == {0, 3, 6, 9}
+    assert {r["track_id"] for r in records} == {0, 1}
+    assert (tmp_path / "out" / "two_faces.annotated.mp4").stat().st_size > 0
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100)
+    assert main(["predict", str(broken), "--model", str(model_file)]) == 1
+    assert "broken.mp4: cannot open the video" in capsys.readouterr().err
+
+
+# -- the command line ----------------------------------------------------------------------------
+def test_predict_cli_json_records_and_summary(group6, model_file, tmp_path, capsys):
+    (tmp_path / "bad.jpg").write_bytes(b"junk")
+    code = main(["predict", str(group6), str(tmp_path / "bad.jpg"), "--model", str(model_file),
+                 "--detector", "yunet", "--yunet", str(YUNET), "--json"])
+    assert code == 0
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    faces = [r for r in records if r["face"] is not None]
+    assert len(faces) == 6 and all(r["file"] == str(group6) for r in faces)
+    assert {"box", "scores", "label", "confidence", "detector_score", "landmarks"} <= faces[0].keys()
+    errors = [r for r in records if r.get("error")]
+    assert len(errors) == 1 and "bad.jpg" in errors[0]["error"]
+    assert "1 unreadable" in captured.err
+    assert main(["predict", str(tmp_path / "bad.jpg"), "--model", str(model_file)]) == 1
+    assert main(["predict", str(group6), str(tmp_path / "bad.jpg"), "--model", str(model_file),
+                 "--detector", "haar", "--strict"]) == 1
+
+
+def test_predict_cli_csv_has_one_row_per_face(group6, model_file, capsys):
+    assert main(["predict", str(group6), "--model", str(model_file), "--detector", "yunet",
+                 "--yunet", str(YUNET), "--csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("file,frame,time,face,track_id,x1,y1,x2,y2")
+    assert len(lines) == 7
