@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -51,9 +52,13 @@ def export_onnx(model: torch.nn.Module, output: str | Path, *, dynamic_batch: bo
         with tempfile.TemporaryDirectory() as tmp:
             plain = Path(tmp) / "model.onnx"
             axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
-            torch.onnx.export(model, (example,), str(plain), input_names=["input"],
-                              output_names=["logits"], dynamic_axes=axes, opset_version=opset,
-                              dynamo=False)
+            with warnings.catch_warnings():
+                # Shapes are traced per export; the tracer's notes about them are expected.
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                warnings.filterwarnings("ignore", category=DeprecationWarning)
+                torch.onnx.export(model, (example,), str(plain), input_names=["input"],
+                                  output_names=["logits"], dynamic_axes=axes,
+                                  opset_version=opset, dynamo=False)
             if quantize == "int8":
                 from onnxruntime.quantization import QuantType, quantize_dynamic
                 quantized = Path(tmp) / "int8.onnx"

@@ -112,13 +112,17 @@ class Recognizer:
     ``model``: a shipped name (``default``), a ``.safetensors`` file, an ``.onnx`` file, or a
     model object with ``meta``. ``detector``: ``auto``, ``yunet``, ``haar`` or ``none`` (each
     input is one pre-cropped face). ``backend``: ``torch`` or ``onnx`` (onnxruntime; a torch
-    model is exported on the fly). ``tta``: average with the mirrored face.
+    model is exported on the fly). ``tta``: average with the mirrored face. ``threads``: CPU
+    threads for inference (onnxruntime session; for torch, ``torch.set_num_threads``).
     """
 
     def __init__(self, model: Any = "default", detector: str = "auto", device: str = "auto",
                  backend: str = "torch", batch_size: int = 64, tta: bool = False,
-                 detector_options: dict | None = None):
+                 detector_options: dict | None = None, threads: int | None = None):
         from .models.registry import load_model
+
+        if threads and backend == "torch":
+            torch.set_num_threads(threads)   # process-wide, as torch threads are
 
         if backend not in ("torch", "onnx"):
             raise OpenferError(f"backend must be 'torch' or 'onnx', got {backend!r}")
@@ -127,12 +131,12 @@ class Recognizer:
         self.backend, self.batch_size, self.tta = backend, max(1, int(batch_size)), tta
         if isinstance(model, (str, Path)) and str(model).endswith(".onnx"):
             from .export import OnnxClassifier
-            self.model = OnnxClassifier(model)
+            self.model = OnnxClassifier(model, threads=threads)
             self.backend = "onnx"
         else:
             torch_model = load_model(model) if isinstance(model, (str, Path)) else model
             if backend == "onnx":
-                self.model = _onnx_from_torch(torch_model)
+                self.model = _onnx_from_torch(torch_model, threads)
             else:
                 self.model = torch_model.to(self.device).eval()
         self.meta = self.model.meta
@@ -276,7 +280,7 @@ class Recognizer:
             capture.release()
 
 
-def _onnx_from_torch(model: torch.nn.Module):
+def _onnx_from_torch(model: torch.nn.Module, threads: int | None = None):
     """Export a torch model to a temporary ONNX file and load it with onnxruntime."""
     import os
     import tempfile
@@ -287,7 +291,7 @@ def _onnx_from_torch(model: torch.nn.Module):
     os.close(handle)
     try:
         export_onnx(model, path)
-        return OnnxClassifier(path)
+        return OnnxClassifier(path, threads=threads)
     finally:
         os.unlink(path)
 

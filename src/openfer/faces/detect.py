@@ -83,7 +83,7 @@ class HaarDetector:
 
     name = "haar"
 
-    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 24,
+    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 40,
                  max_side: int = 1600):
         cv2 = _cv2()
         path = Path(getattr(cv2, "data", None).haarcascades if hasattr(cv2, "data") else "") \

@@ -1,0 +1,68 @@
+"""ONNX export: same probabilities as torch, metadata inside, int8 option, onnx backend."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import openfer
+from openfer.checkpoint import save_weights
+from openfer.cli import main
+from openfer.data import load_dataset
+from openfer.data.transforms import to_model_input
+from openfer.export import OnnxClassifier, export_onnx
+from openfer.infer import Recognizer
+
+
+@pytest.fixture(scope="module")
+def real_faces(fer2013_csv):
+    return load_dataset("fer2013", fer2013_csv, "PublicTest").images[:256]
+
+
+@pytest.mark.parametrize("name", ["deep_emotion", "deep_emotion_paper"])
+def test_onnx_matches_torch_within_1e4(tmp_path, real_faces, name):
+    torch.manual_seed(0)
+    model = openfer.create_model(name).eval()
+    path = export_onnx(model, tmp_path / "m.onnx", dynamic_batch=True)
+    onnx_model = OnnxClassifier(path)
+    x = to_model_input(real_faces, model.meta)
+    with torch.inference_mode():
+        expected = model(x).softmax(-1).numpy()
+    got = torch.from_numpy(onnx_model(x)).softmax(-1).numpy()
+    assert np.abs(got - expected).max() < 1e-4
+    assert onnx_model.meta.classes == model.meta.classes
+
+
+def test_metadata_travels_in_the_onnx_file(tmp_path):
+    model = openfer.create_model("deep_emotion", classes=["happy", "sad", "neutral"])
+    path = export_onnx(model, tmp_path / "m.onnx")
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert "openfer" in props and '"happiness"' in props["openfer"]
+
+
+def test_int8_export_is_smaller_and_loads(tmp_path, real_faces):
+    model = openfer.create_model("deep_emotion").eval()
+    plain = export_onnx(model, tmp_path / "fp32.onnx", dynamic_batch=True)
+    quantized = export_onnx(model, tmp_path / "int8.onnx", dynamic_batch=True, quantize="int8")
+    assert quantized.stat().st_size < plain.stat().st_size
+    out = OnnxClassifier(quantized)(to_model_input(real_faces[:8], model.meta))
+    assert out.shape == (8, 7) and OnnxClassifier(quantized).quantized == "int8"
+
+
+def test_export_cli_and_onnx_backend_agree_with_torch(tmp_path):
+    weights = save_weights(openfer.create_model("deep_emotion"), tmp_path / "m.safetensors")
+    assert main(["export", "--model", str(weights), "--output", str(tmp_path / "m.onnx"),
+                 "--dynamic-batch"]) == 0
+    faces = np.random.default_rng(0).integers(0, 256, (5, 48, 48, 1), dtype=np.uint8)
+    torch_probs = Recognizer(weights, detector="none").classify(faces)
+    onnx_probs = Recognizer(tmp_path / "m.onnx", detector="none").classify(faces)
+    auto_probs = Recognizer(weights, detector="none", backend="onnx").classify(faces)
+    assert np.abs(torch_probs - onnx_probs).max() < 1e-4
+    assert np.abs(torch_probs - auto_probs).max() < 1e-4
+
+
+def test_broken_onnx_file_is_reported(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    with pytest.raises(openfer.OpenferError, match="onnxruntime cannot load it"):
+        OnnxClassifier(bad)
