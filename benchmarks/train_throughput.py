@@ -27,12 +27,10 @@ DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared/data/fer2013/fer201
 def measure(recipe_name: str, root: Path, steps: int, threads: int) -> dict:
     from lightning.pytorch.callbacks import Callback
 
-    from openfer.cli import _quiet_lightning
     from openfer.engine.recipe import load_recipe
     from openfer.engine.train import Throughput, train
 
     torch.set_num_threads(threads)
-    _quiet_lightning()
     recipe = load_recipe(recipe_name, [f"data.root={root}", "trainer.progress_bar=false",
                                        "trainer.max_epochs=1", "data.val_split=null"])
     batch = recipe["data"]["batch_size"]

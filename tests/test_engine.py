@@ -77,3 +77,13 @@ def test_ddp_two_cpu_processes(fer2013_csv, tmp_path):
     assert summary["world_size"] == 2
     # 1,024 images over 2 ranks with batch 128: 4 steps per rank, one epoch.
     assert read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 4
+
+
+def test_labels_are_mapped_into_the_model_class_order(small_fer2013):
+    from openfer.data import load_dataset
+    from openfer.engine.datamodule import to_model_classes
+    dataset = load_dataset("fer2013", small_fer2013, "all")            # FER2013 order
+    raf_order = ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral")
+    before = [dataset.classes[i].value for i in dataset.labels]
+    mapped = to_model_classes(dataset, raf_order)
+    assert [raf_order[i] for i in mapped.labels] == before

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
-import warnings
 
 from .errors import OpenferError
 
@@ -175,18 +173,10 @@ def cmd_train(args) -> int:
         overrides.append("trainer.accelerator=" + ("gpu" if args.device.startswith("cuda")
                                                    else args.device))
     recipe = load_recipe(args.recipe, overrides)
-    _quiet_lightning()
     summary = train(recipe, output_dir=args.output, resume=args.resume)
     if summary:
         print(json.dumps(summary, indent=2))
     return 0
-
-
-def _quiet_lightning() -> None:
-    """Keep Lightning's progress bar and warnings that matter; drop its tips and banners."""
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
 
 
 def cmd_eval(args) -> int:

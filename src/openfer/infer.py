@@ -146,7 +146,8 @@ class Recognizer:
 
     # -- classification ---------------------------------------------------------------------
     def classify(self, faces: np.ndarray) -> np.ndarray:
-        """Probabilities (N, classes) for aligned faces ``uint8`` (N, H, W, C) at model size."""
+        """Probabilities (N, classes) for aligned faces ``uint8`` (N, H, W, C); faces of another
+        size are resized to the model's load size first."""
         if len(faces) == 0:
             return np.zeros((0, len(self.meta.classes)), np.float32)
         out = []
@@ -169,9 +170,10 @@ class Recognizer:
         return logits.float().softmax(-1).cpu().numpy()
 
     def crop(self, image: np.ndarray, face: DetectedFace) -> np.ndarray:
-        """The aligned face at the model's input size, with the model's channels."""
+        """The aligned face at the model's load size (input size / crop fraction), with the
+        model's channels; :meth:`classify` centre-crops it to the input size."""
         aligned = align_face(image, face.box, face.landmarks, self.alignment,
-                             tuple(self.meta.input_size))
+                             tuple(self.meta.load_size))
         return to_channels(aligned, self.meta.channels)
 
     # -- images -------------------------------------------------------------------------------

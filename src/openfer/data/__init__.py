@@ -31,24 +31,46 @@ def _folder(root, split, *, image_size, channels, classes=None, **kw) -> FaceDat
     return read_folder(root, image_size=image_size, channels=channels, classes=classes)
 
 
+def _rafdb(root, split, **kw) -> FaceDataset:
+    from . import rafdb
+    return rafdb.load(root, split, **kw)
+
+
+def _affectnet(root, split, **kw) -> FaceDataset:
+    from . import affectnet
+    return affectnet.load(root, split, **kw)
+
+
+def _affectnet7(root, split, **kw) -> FaceDataset:
+    from . import affectnet
+    return affectnet.load(root, split, seven=True, **kw)
+
+
 #: Reader per data set name: ``reader(root, split, *, image_size, channels, classes) -> FaceDataset``.
 DATASETS: dict[str, Callable[..., FaceDataset]] = {
     "fer2013": _fer2013,
     "folder": _folder,
+    "rafdb": _rafdb,
+    "affectnet": _affectnet,
+    "affectnet7": _affectnet7,
 }
 
 
 def load_dataset(name: str, root: str | Path, split: str = "all", *,
                  image_size: tuple[int, int] | None = None, channels: int | None = None,
-                 classes: Sequence[str] | None = None) -> FaceDataset:
-    """Read one split of a data set, with faces converted to ``image_size`` and ``channels``."""
+                 classes: Sequence[str] | None = None, **options) -> FaceDataset:
+    """Read one split of a data set, with faces converted to ``image_size`` and ``channels``.
+
+    ``options`` go to the reader (e.g. ``align=True`` for AffectNet, ``images="original"`` or
+    ``attributes=True`` for RAF-DB).
+    """
     try:
         reader = DATASETS[name.lower()]
     except KeyError:
         raise OpenferError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}") \
             from None
     dataset = reader(root, split, image_size=tuple(image_size or (48, 48)),
-                     channels=channels or 1, classes=classes)
+                     channels=channels or 1, classes=classes, **options)
     if isinstance(dataset, ArrayFaceDataset) and (image_size or channels):
         dataset = dataset.converted(image_size, channels)
     return dataset

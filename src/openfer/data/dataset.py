@@ -39,6 +39,10 @@ class FaceDataset(torch.utils.data.Dataset):
         self.image_size = tuple(image_size)
         #: Non-expression or skipped samples a reader dropped, by reason (e.g. AffectNet 8-10).
         self.dropped: Counter[str] = Counter()
+        #: Per-sample continuous or attribute targets by name (e.g. "valence", "arousal").
+        self.targets: dict[str, np.ndarray] = {}
+        #: Messages about files a reader skipped (e.g. a zero-byte image), naming each file.
+        self.problems: list[str] = []
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -107,7 +111,7 @@ class ArrayFaceDataset(FaceDataset):
         FaceDataset.__init__(new, self.labels, self.classes, name=self.name,
                              label_set=self.label_set, native_labels=self.native_labels,
                              sources=self.sources, channels=channels, image_size=size)
-        new.dropped = self.dropped
+        new.dropped, new.targets, new.problems = self.dropped, self.targets, self.problems
         new.images = out
         return new
 
@@ -119,6 +123,8 @@ class ArrayFaceDataset(FaceDataset):
                              sources=[self.sources[i] for i in indices] if self.sources else None,
                              channels=self.channels, image_size=self.image_size)
         new.images = self.images[torch.from_numpy(indices)]
+        new.targets = {k: v[indices] for k, v in self.targets.items()}
+        new.dropped, new.problems = self.dropped, self.problems
         return new
 
 
@@ -147,17 +153,22 @@ class ImageFileDataset(FaceDataset):
     """
 
     def __init__(self, paths: Sequence[str | Path], labels: np.ndarray, classes: Sequence[Emotion],
-                 *, image_size: tuple[int, int], channels: int, crops=None, **kw):
+                 *, image_size: tuple[int, int], channels: int, regions=None, **kw):
         super().__init__(labels, classes, channels=channels, image_size=image_size,
                          sources=[str(p) for p in paths], **kw)
         self.paths = [Path(p) for p in paths]
-        #: Optional per-sample face box (x, y, w, h) in image pixels, cropped before resizing.
-        self.crops = crops
+        #: Optional per-sample face region: a box (x, y, w, h) in image pixels, cropped before
+        #: resizing, or a 2x3 affine matrix mapping the image onto the face crop (alignment).
+        self.regions = regions
 
     def load(self, index: int) -> np.ndarray:
         image = imageio.read_image(self.paths[index], self.channels)
-        if self.crops is not None and self.crops[index] is not None:
-            image = crop_box(image, self.crops[index])
+        region = self.regions[index] if self.regions is not None else None
+        if region is not None and np.shape(region) == (2, 3):
+            from ..faces.align import warp
+            return warp(image, np.asarray(region, np.float64), tuple(self.image_size))
+        if region is not None:
+            image = crop_box(image, region)
         return imageio.resize(image, self.image_size)
 
     def __getitem__(self, index: int):
@@ -182,7 +193,8 @@ class ImageFileDataset(FaceDataset):
         dataset = ArrayFaceDataset(stack, self.labels, self.classes, name=self.name,
                                    label_set=self.label_set, native_labels=self.native_labels,
                                    sources=self.sources)
-        dataset.dropped = self.dropped
+        dataset.dropped, dataset.targets, dataset.problems = (self.dropped, self.targets,
+                                                              self.problems)
         return dataset
 
 

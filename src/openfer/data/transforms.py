@@ -19,12 +19,16 @@ from .dataset import convert_uint8_batch
 
 
 def to_model_input(batch: torch.Tensor, meta, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """``uint8`` (B, C, H, W) -> normalised float input: size and channels from ``meta``."""
-    if batch.dtype == torch.uint8 and (tuple(batch.shape[-2:]) != tuple(meta.input_size)
-                                       or batch.shape[1] != meta.channels):
-        batch = convert_uint8_batch(batch, tuple(meta.input_size), meta.channels)
+    """``uint8`` (B, C, H, W) -> normalised float input: size and channels from ``meta``.
+
+    Faces are brought to ``meta.load_size`` (resize) and centre-cropped to ``meta.input_size``.
+    """
+    load = tuple(meta.load_size)
+    if batch.dtype == torch.uint8 and (tuple(batch.shape[-2:]) not in (load,) or
+                                       batch.shape[1] != meta.channels):
+        batch = convert_uint8_batch(batch, load, meta.channels)
     x = batch.to(dtype) / 255.0 if batch.dtype == torch.uint8 else batch.to(dtype)
-    return normalize(x, meta)
+    return normalize(crop_batch(x, tuple(meta.input_size), random_five=False), meta)
 
 
 def normalize(x: torch.Tensor, meta) -> torch.Tensor:
@@ -34,6 +38,22 @@ def normalize(x: torch.Tensor, meta) -> torch.Tensor:
     return (x - mean) / std
 
 
+def crop_batch(x: torch.Tensor, size: tuple[int, int], random_five: bool) -> torch.Tensor:
+    """Crop a batch larger than ``size``: the centre, or per sample one of the five crops
+    (4 corners + centre) at random, as DACL's ``RandomFiveCrop`` (and torchvision's FiveCrop)."""
+    h, w = x.shape[-2:]
+    ch, cw = size
+    if (h, w) == (ch, cw):
+        return x
+    top, left = (h - ch) // 2, (w - cw) // 2
+    if not random_five:
+        return x[..., top:top + ch, left:left + cw]
+    offsets = [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), (top, left)]
+    crops = torch.stack([x[..., t:t + ch, l:l + cw] for t, l in offsets], 1)   # (B, 5, C, h, w)
+    choice = torch.randint(0, 5, (x.shape[0],), device=x.device)
+    return crops[torch.arange(x.shape[0], device=x.device), choice]
+
+
 @dataclass
 class BatchAugment:
     """Random flip, rotation, scale, translation and erasing for a float batch in [0, 1].
@@ -41,6 +61,8 @@ class BatchAugment:
     ``rotation`` in degrees (uniform ±), ``scale`` a (min, max) zoom, ``translate`` a fraction of
     the side (uniform ±), ``erasing`` the probability of erasing one random rectangle of
     ``erasing_area`` (min, max fraction of the image) with noise (Zhong et al., 2020).
+    ``five_crop``: faces loaded larger than the model input (``data.image_size``) are cropped
+    to it with one of the five crops at random in training (the centre at evaluation).
     """
 
     hflip: float = 0.5
@@ -49,6 +71,7 @@ class BatchAugment:
     translate: float = 0.0
     erasing: float = 0.0
     erasing_area: tuple[float, float] = (0.02, 0.25)
+    five_crop: bool = False
 
     @classmethod
     def from_config(cls, config: dict | None) -> "BatchAugment | None":

@@ -86,9 +86,11 @@ class FaceDataModule(L.LightningDataModule):
             raise OpenferError(
                 f"data.root is not set: pass the data set's location, e.g. "
                 f"'openfer train --recipe ... data.root=path/to/fer2013.csv'")
-        dataset = load_dataset(cfg["dataset"], cfg["root"], split,
-                               image_size=tuple(self.meta.input_size),
-                               channels=self.meta.channels, classes=cfg.get("classes"))
+        size = cfg.get("image_size") or self.meta.input_size
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        dataset = load_dataset(cfg["dataset"], cfg["root"], split, image_size=size,
+                               channels=self.meta.channels, classes=cfg.get("classes"),
+                               **(cfg.get("options") or {}))
         dataset.require_labels()
         if hasattr(dataset, "to_array_dataset") and _bytes(dataset) <= IN_MEMORY_LIMIT:
             dataset = dataset.to_array_dataset()
@@ -97,11 +99,7 @@ class FaceDataModule(L.LightningDataModule):
                 raise OpenferError("data.limit_train / limit_val need a data set that fits in "
                                    "memory")
             dataset = stratified_subset(dataset, limit, self.seed)
-        missing = [e.value for e in dataset.classes if e.value not in self.meta.classes]
-        if missing:
-            raise OpenferError(f"{dataset.name} has classes the model lacks: {missing}; set "
-                               "model.args.classes to the data set's classes")
-        return dataset
+        return to_model_classes(dataset, self.meta.classes)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None and stage in (None, "fit"):
@@ -130,6 +128,26 @@ class FaceDataModule(L.LightningDataModule):
         if self.val_set is None:
             return []
         return self._loader(self.val_set, self.config["eval_batch_size"], train=False)
+
+
+def to_model_classes(dataset: FaceDataset, model_classes: tuple[str, ...]) -> FaceDataset:
+    """Re-index a data set's labels into the model's class order, matching by emotion name.
+
+    A data set whose class order differs from the model's (RAF-DB vs FER2013, say) is never fed
+    by position; a class the model lacks is an error.
+    """
+    names = [e.value for e in dataset.classes]
+    missing = [n for n in names if n not in model_classes]
+    if missing:
+        raise OpenferError(f"{dataset.name} has classes the model lacks: {missing}; set "
+                           "model.args.classes to the data set's classes")
+    if tuple(names) == tuple(model_classes):
+        return dataset
+    index = np.array([model_classes.index(n) for n in names], dtype=np.int64)
+    dataset.labels = index[dataset.labels]
+    from ..labels import emotions_from_names
+    dataset.classes = emotions_from_names(model_classes)
+    return dataset
 
 
 def stratified_subset(dataset: ArrayFaceDataset, limit: int, seed: int) -> ArrayFaceDataset:

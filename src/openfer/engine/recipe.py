@@ -35,10 +35,12 @@ DEFAULTS: dict[str, Any] = {
     "name": None,
     "description": None,
     "paper": None,
+    "method": "classification",
     "model": {"name": None, "args": {}},
     "data": {
         "dataset": "fer2013",
         "root": None,
+        "image_size": None,
         "train_split": "Training",
         "val_split": "PublicTest",
         "classes": None,
@@ -47,9 +49,11 @@ DEFAULTS: dict[str, Any] = {
         "batch_size": 128,
         "eval_batch_size": 512,
         "num_workers": 0,
+        "options": {},
     },
     "augment": None,
-    "loss": {"label_smoothing": 0.0, "class_weights": None},
+    "loss": {"label_smoothing": 0.0, "class_weights": None, "center_lambda": 0.01,
+             "center_alpha": 0.5},
     "optimizer": {"name": "adam", "lr": 0.001, "weight_decay": 0.0, "momentum": 0.9,
                   "nesterov": False, "betas": [0.9, 0.999]},
     "scheduler": {"name": "none", "step_size": 10, "gamma": 0.1, "warmup_epochs": 0,
@@ -75,8 +79,9 @@ DEFAULTS: dict[str, Any] = {
 }
 
 #: Sections whose content is free-form (passed to a builder that checks its own arguments).
-_FREE_FORM = {"model.args", "augment"}
+_FREE_FORM = {"model.args", "augment", "data.options"}
 _OPTIONS = {
+    "method": ("classification", "dacl", "center_loss"),
     "optimizer.name": ("adam", "adamw", "sgd"),
     "scheduler.name": ("none", "step", "cosine"),
 }

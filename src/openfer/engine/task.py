@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 import torchmetrics
 
-from ..data.transforms import BatchAugment, normalize
+from ..data.transforms import BatchAugment, crop_batch, normalize
 from ..models.registry import create_model
 
 
@@ -36,6 +36,11 @@ class ClassificationTask(L.LightningModule):
         self.save_hyperparameters({"recipe": recipe})
         self.recipe = recipe
         self.model = create_model(recipe["model"]["name"], **(recipe["model"]["args"] or {}))
+        size = recipe["data"].get("image_size")
+        if size:
+            side = size if isinstance(size, int) else size[0]
+            self.model.meta = self.model.meta.replace(
+                crop_fraction=self.model.meta.input_size[0] / side)
         self.meta = self.model.meta
         self.augment = BatchAugment.from_config(recipe.get("augment"))
         self.seed = int(recipe["trainer"]["seed"])
@@ -71,6 +76,8 @@ class ClassificationTask(L.LightningModule):
     # -- steps ---------------------------------------------------------------------------------
     def prepare_input(self, images: torch.Tensor, train: bool) -> torch.Tensor:
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        five = bool(self.augment is not None and self.augment.five_crop and train)
+        x = crop_batch(x, tuple(self.meta.input_size), random_five=five)
         if train and self.augment is not None:
             x = self.augment(x)
         x = normalize(x, self.meta)

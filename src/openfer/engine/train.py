@@ -36,7 +36,19 @@ from ..models.registry import create_model
 from .checkpointing import AtomicCheckpointIO, find_resume_checkpoint, read_checkpoint
 from .datamodule import FaceDataModule
 from .recipe import dump_recipe
+from .center_loss import CenterLossTask
 from .task import ClassificationTask
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's progress bar and the warnings that matter; drop tips and banners."""
+    import logging
+    import warnings
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
 
 
 class Throughput(Callback):
@@ -66,13 +78,15 @@ def train(recipe: dict, *, output_dir: str | Path | None = None, resume: str | b
     ``resume``: a checkpoint path, or ``True`` for the newest readable checkpoint of the run
     directory (a fresh start when there is none). ``callbacks`` are extra Lightning callbacks.
     """
+    quiet_lightning()
     trainer_cfg = recipe["trainer"]
     run_dir = Path(output_dir or recipe.get("output_dir") or Path("runs") / recipe["name"])
     seed = int(trainer_cfg["seed"])
     L.seed_everything(seed, workers=True, verbose=False)
     ckpt_path = _resume_path(run_dir, resume)
 
-    task = ClassificationTask(recipe)
+    task = (CenterLossTask if recipe["method"] in ("dacl", "center_loss")
+            else ClassificationTask)(recipe)
     datamodule = FaceDataModule(recipe["data"], task.meta, seed)
     datamodule.setup("fit")  # bad data fails here, before anything is written
     validate = bool(recipe["data"].get("val_split"))
@@ -113,7 +127,7 @@ def train(recipe: dict, *, output_dir: str | Path | None = None, resume: str | b
     if not trainer.is_global_zero:
         return {}
     return _finish(recipe, run_dir, checkpoints, datamodule, trainer, throughput, wall,
-                   command, ckpt_path)
+                   command, ckpt_path, task.meta.crop_fraction)
 
 
 def _resume_path(run_dir: Path, resume: str | bool | None) -> Path | None:
@@ -142,11 +156,11 @@ def _trained_model(checkpoint_path: str, run_recipe: dict, **meta) -> torch.nn.M
 
 
 def _finish(recipe, run_dir, checkpoints, datamodule, trainer, throughput, wall, command,
-            resumed_from) -> dict:
+            resumed_from, crop_fraction) -> dict:
     command = command or " ".join(["openfer", *sys.argv[1:]])
     data = recipe["data"]
     meta = {"training_data": f"{data['dataset']} {data['train_split']} ({data['root']})",
-            "recipe": recipe["name"], "command": command}
+            "recipe": recipe["name"], "command": command, "crop_fraction": crop_fraction}
     best_path = checkpoints.best_model_path or checkpoints.last_model_path
     save_weights(_trained_model(checkpoints.last_model_path, recipe, **meta),
                  run_dir / "last.safetensors")

@@ -27,14 +27,18 @@ class ModelMeta:
     channels: int = 1
     mean: tuple[float, ...] = (0.5,)
     std: tuple[float, ...] = (0.5,)
-    #: How faces are cropped and aligned before resizing (see openfer.faces in later releases).
-    alignment: str = "fer2013: 48x48 face crop as distributed"
+    #: How faces are cropped and aligned before resizing (:mod:`openfer.faces.align`).
+    alignment: dict[str, Any] = field(
+        default_factory=lambda: {"method": "box", "margin": 0.0, "square": True})
     training_data: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     recipe: str | None = None
     command: str | None = None
     license: str | None = None
     paper: str | None = None
+    #: Faces are resized to ``input_size / crop_fraction`` and centre-cropped to ``input_size``
+    #: (timm's crop_pct; DACL: 224/256).
+    crop_fraction: float = 1.0
     #: Extra outputs beside the class logits (e.g. ("valence", "arousal")).
     extra_outputs: tuple[str, ...] = ()
     notes: str | None = None
@@ -52,6 +56,11 @@ class ModelMeta:
     @property
     def emotions(self) -> tuple[Emotion, ...]:
         return emotions_from_names(self.classes)
+
+    @property
+    def load_size(self) -> tuple[int, int]:
+        """Size faces are resized to before the centre crop to ``input_size``."""
+        return tuple(int(round(v / self.crop_fraction)) for v in self.input_size)
 
     @property
     def num_classes(self) -> int:

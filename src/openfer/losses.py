@@ -1,0 +1,59 @@
+"""Losses of the published methods.
+
+* :func:`sparse_center_loss` — DACL's sparse (attentive) center loss (Farzaneh & Qi, "Facial
+  Expression Recognition in the Wild via Deep Attentive Center Loss", WACV 2021, eq. 5-7), with
+  the original implementation's gradients (``amirhfarzaneh/dacl`` ``loss.py``; METHODS.md 2):
+
+      L_SC = 1/(2m) · Σ_i Σ_j a_ij (x_ij − c_{y_i j})²
+      ∂L_SC/∂x_i = a_i ⊙ (x_i − c_{y_i}) / m,     ∂L_SC/∂a_i = (x_i − c_{y_i})² / (2m)
+      "gradient" of center k:  Δc_k = Σ_{i: y_i = k} a_i ⊙ (c_k − x_i) / (1 + n_k)
+
+  Δc_k is **not** scaled by λ nor by the incoming gradient (as in the original); a separate SGD
+  with learning rate α applies it (c_k ← c_k − α Δc_k).
+* With all attention weights equal to 1 it is the center loss of Wen et al. (ECCV 2016), the
+  "center loss" baseline of DACL's table.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class _SparseCenterLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, features, labels, attention, centers):
+        ctx.save_for_backward(features, labels, attention, centers)
+        diff = features - centers.index_select(0, labels)             # (m, d)
+        return (attention * diff.pow(2)).sum() / (2.0 * features.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        features, labels, attention, centers = ctx.saved_tensors
+        m = features.shape[0]
+        diff = features - centers.index_select(0, labels)
+        grad_features = grad_output * attention * diff / m
+        grad_attention = grad_output * diff.pow(2) / (2.0 * m)
+        counts = torch.ones(centers.shape[0], dtype=centers.dtype, device=centers.device)
+        counts.index_add_(0, labels, torch.ones_like(labels, dtype=centers.dtype))
+        grad_centers = torch.zeros_like(centers).index_add_(0, labels, -attention * diff)
+        grad_centers = grad_centers / counts.unsqueeze(1)
+        return grad_features, None, grad_attention, grad_centers
+
+
+def sparse_center_loss(features: torch.Tensor, labels: torch.Tensor, attention: torch.Tensor,
+                       centers: torch.Tensor) -> torch.Tensor:
+    """DACL's sparse center loss; ``attention`` (m, d) in (0, 1), ``centers`` (K, d)."""
+    return _SparseCenterLoss.apply(features, labels.long(), attention, centers)
+
+
+def center_loss(features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor
+                ) -> torch.Tensor:
+    """Wen et al.'s center loss: the sparse center loss with every attention weight 1."""
+    return sparse_center_loss(features, labels, torch.ones_like(features), centers)
+
+
+def init_centers(num_classes: int, dim: int) -> torch.Tensor:
+    """DACL's center initialisation: ``kaiming_normal_`` on the (d, K) transpose (std √(2/K))."""
+    centers = torch.empty(dim, num_classes)
+    torch.nn.init.kaiming_normal_(centers)
+    return centers.t().contiguous()
