@@ -77,3 +77,22 @@ def test_unknown_model_and_bad_arguments_are_clear():
         openfer.create_model("deep_emotion", depth=3)
     with pytest.raises(OpenferError, match="architecture without shipped weights"):
         openfer.load_model("deep_emotion_paper")
+
+
+def test_fernet_family_sizes():
+    medium = openfer.create_model("fernet_m")
+    assert count(medium) == 1_174_439          # DESIGN.md's measured CPU network: 1.17 M
+    assert count(openfer.create_model("fernet_s")) == 294_615
+    assert medium(torch.rand(2, 1, 48, 48)).shape == (2, 7)
+
+
+def test_crop_fraction_resizes_then_centre_crops():
+    from openfer.data.transforms import to_model_input
+    meta = openfer.create_model("resnet18", input_size=64).meta.replace(crop_fraction=64 / 72)
+    assert meta.load_size == (72, 72)
+    batch = torch.zeros(1, 3, 72, 72, dtype=torch.uint8)
+    batch[..., 4:68, 4:68] = 255                  # the centre 64x64 crop is white
+    x = to_model_input(batch, meta)
+    assert x.shape == (1, 3, 64, 64)
+    assert torch.allclose(x, to_model_input(torch.full((1, 3, 64, 64), 255, dtype=torch.uint8),
+                                            meta.replace(crop_fraction=1.0)))

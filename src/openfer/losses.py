@@ -20,24 +20,30 @@ import torch
 
 
 class _SparseCenterLoss(torch.autograd.Function):
+    # Computed in float32 whatever the inputs' precision (bf16 autocast); gradients are returned
+    # in each input's own dtype.
     @staticmethod
     def forward(ctx, features, labels, attention, centers):
         ctx.save_for_backward(features, labels, attention, centers)
-        diff = features - centers.index_select(0, labels)             # (m, d)
-        return (attention * diff.pow(2)).sum() / (2.0 * features.shape[0])
+        diff = features.float() - centers.float().index_select(0, labels)     # (m, d)
+        return (attention.float() * diff.pow(2)).sum() / (2.0 * features.shape[0])
 
     @staticmethod
     def backward(ctx, grad_output):
         features, labels, attention, centers = ctx.saved_tensors
         m = features.shape[0]
-        diff = features - centers.index_select(0, labels)
-        grad_features = grad_output * attention * diff / m
+        a = attention.float()
+        diff = features.float() - centers.float().index_select(0, labels)
+        grad_output = grad_output.float()
+        grad_features = grad_output * a * diff / m
         grad_attention = grad_output * diff.pow(2) / (2.0 * m)
-        counts = torch.ones(centers.shape[0], dtype=centers.dtype, device=centers.device)
-        counts.index_add_(0, labels, torch.ones_like(labels, dtype=centers.dtype))
-        grad_centers = torch.zeros_like(centers).index_add_(0, labels, -attention * diff)
+        counts = torch.ones(centers.shape[0], dtype=torch.float32, device=centers.device)
+        counts.index_add_(0, labels, torch.ones_like(labels, dtype=torch.float32))
+        grad_centers = torch.zeros(centers.shape, dtype=torch.float32, device=centers.device)
+        grad_centers.index_add_(0, labels, -a * diff)
         grad_centers = grad_centers / counts.unsqueeze(1)
-        return grad_features, None, grad_attention, grad_centers
+        return (grad_features.to(features.dtype), None, grad_attention.to(attention.dtype),
+                grad_centers.to(centers.dtype))
 
 
 def sparse_center_loss(features: torch.Tensor, labels: torch.Tensor, attention: torch.Tensor,

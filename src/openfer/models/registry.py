@@ -44,7 +44,7 @@ def register_model(name: str, meta: ModelMeta, description: str = ""):
 
 
 def _ensure_loaded() -> None:
-    from . import classifiers, dacl, deep_emotion  # noqa: F401  (register their builders)
+    from . import classifiers, dacl, deep_emotion, fernet  # noqa: F401  (register builders)
 
 
 def list_models(pattern: str = "*") -> list[str]:
