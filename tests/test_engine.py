@@ -34,6 +34,13 @@ def test_short_training_learns_on_real_faces(fer2013_csv, tmp_path):
     assert summary["metrics"]["accuracy"] > 0.36, summary["metrics"]
     assert summary["metrics"]["n"] == 600
     assert (tmp_path / "best.safetensors").is_file() and (tmp_path / "metrics.json").is_file()
+    # A checkpoint exports to the same weights the run exported (for runs stopped early).
+    from openfer.cli import main
+    assert main(["export", "--model", str(tmp_path / "checkpoints" / "best.ckpt"),
+                 "--output", str(tmp_path / "from_ckpt.safetensors")]) == 0
+    exported = load_file(str(tmp_path / "from_ckpt.safetensors"))
+    for key, value in load_file(str(tmp_path / "best.safetensors")).items():
+        assert torch.equal(value, exported[key]), key
 
 
 class StopAfterEpoch(Callback):

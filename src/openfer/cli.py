@@ -27,7 +27,8 @@ EXAMPLES = {
   openfer predict --camera 0 --every 2 --max-frames 300""",
     "export": """examples:
   openfer export --model default --output model.onnx --dynamic-batch
-  openfer export --model best.safetensors --output model-int8.onnx --quantize int8""",
+  openfer export --model best.safetensors --output model-int8.onnx --quantize int8
+  openfer export --model runs/x/checkpoints/last.ckpt --output x.safetensors""",
     "eval": """examples:
   openfer eval --model runs/deep_emotion_fer2013/best.safetensors --dataset fer2013 \\
       --root fer2013.csv.gz --split PublicTest
@@ -122,11 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="exit non-zero if any input could not be read")
     _add_device(predict)
 
-    export = commands.add_parser("export", help="export a model to ONNX",
+    export = commands.add_parser("export", help="export a model to ONNX, or a training "
+                                 "checkpoint (.ckpt) to .safetensors",
                                  epilog=EXAMPLES["export"],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    export.add_argument("--model", required=True, help="shipped name or .safetensors file")
-    export.add_argument("--output", required=True, help="the .onnx file to write")
+    export.add_argument("--model", required=True,
+                        help="shipped name, .safetensors file, or a training checkpoint .ckpt")
+    export.add_argument("--output", required=True,
+                        help="the .onnx (or, from a .ckpt, .safetensors) file to write")
     export.add_argument("--dynamic-batch", action="store_true",
                         help="accept any batch size (default: batch 1)")
     export.add_argument("--quantize", choices=("int8",), help="dynamic int8 quantisation")
@@ -238,11 +242,20 @@ def cmd_predict(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export_onnx
     from .models.registry import load_model
 
-    path = export_onnx(load_model(args.model), args.output, dynamic_batch=args.dynamic_batch,
-                       quantize=args.quantize)
+    if str(args.model).endswith(".ckpt"):
+        from .engine.train import model_from_checkpoint
+        model = model_from_checkpoint(args.model)
+    else:
+        model = load_model(args.model)
+    if str(args.output).endswith(".safetensors"):
+        from .checkpoint import save_weights
+        path = save_weights(model, args.output)
+    else:
+        from .export import export_onnx
+        path = export_onnx(model, args.output, dynamic_batch=args.dynamic_batch,
+                           quantize=args.quantize)
     print(f"wrote {path}")
     return 0
 

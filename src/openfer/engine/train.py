@@ -145,6 +145,28 @@ def _resume_path(run_dir: Path, resume: str | bool | None) -> Path | None:
     return path
 
 
+def model_from_checkpoint(checkpoint_path: str | Path) -> torch.nn.Module:
+    """The trained model inside a training checkpoint (``.ckpt``), with its recipe's metadata.
+
+    Turns the state of a run that was stopped before it finished into a usable model.
+    """
+    checkpoint = read_checkpoint(checkpoint_path)
+    recipe = checkpoint.get("hyper_parameters", {}).get("recipe")
+    if recipe is None:
+        raise OpenferError(f"{checkpoint_path} holds no recipe; it was not written by "
+                           "'openfer train'")
+    data = recipe["data"]
+    size = data.get("image_size")
+    model = _trained_model(str(checkpoint_path), recipe, recipe=recipe["name"],
+                           training_data=f"{data['dataset']} {data['train_split']}")
+    if size:
+        side = size if isinstance(size, int) else size[0]
+        model.meta = model.meta.replace(crop_fraction=model.meta.input_size[0] / side)
+    model.meta = model.meta.replace(notes=(model.meta.notes or "") +
+                                    f" [from checkpoint epoch {checkpoint['epoch']}]")
+    return model
+
+
 def _trained_model(checkpoint_path: str, run_recipe: dict, **meta) -> torch.nn.Module:
     """The recipe's model with the weights of a training checkpoint."""
     state = read_checkpoint(checkpoint_path)["state_dict"]
