@@ -35,7 +35,8 @@ def main() -> None:
                         help="Lightning precision (bf16-mixed: ~2x faster on CPUs with AMX)")
     parser.add_argument("--out", type=Path, default=Path("runs/dacl_cmp"))
     parser.add_argument("--results", type=Path,
-                        default=Path(__file__).parent / "results" / "dacl_vs_baselines_fer2013.json")
+                        default=Path(__file__).parent / "results"
+                        / "dacl_vs_baselines_fer2013.json")
     args = parser.parse_args()
     results = {}
     for name in RECIPES:

@@ -105,3 +105,10 @@ def test_pickles_that_need_code_are_refused(tmp_path):
     torch.save({"state_dict": Payload()}, tmp_path / "evil.pth")
     with pytest.raises(OpenferError, match="cannot load it safely"):
         load_pretrained(resnet18(), tmp_path / "evil.pth")
+
+
+def test_explicit_download_failure_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENFER_HOME", str(tmp_path))
+    with pytest.raises(OpenferError, match=r"cannot download http://127.0.0.1:9/w/r18.pth .*"
+                                           r"save it as .*weights/r18.pth"):
+        load_pretrained(resnet18(), "http://127.0.0.1:9/w/r18.pth", download=True)

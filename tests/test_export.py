@@ -66,3 +66,17 @@ def test_broken_onnx_file_is_reported(tmp_path):
     bad.write_bytes(b"not onnx")
     with pytest.raises(openfer.OpenferError, match="onnxruntime cannot load it"):
         OnnxClassifier(bad)
+
+
+def test_int8_keeps_the_top_label_on_99_percent_of_publictest(tmp_path, fer2013_csv):
+    model = openfer.load_model("default")
+    faces = load_dataset("fer2013", fer2013_csv, "PublicTest", image_size=model.meta.input_size,
+                         channels=model.meta.channels).images
+    x = to_model_input(faces, model.meta).numpy()
+    fp32 = OnnxClassifier(export_onnx(model, tmp_path / "fp32.onnx", dynamic_batch=True))
+    int8 = OnnxClassifier(export_onnx(model, tmp_path / "int8.onnx", dynamic_batch=True,
+                                      quantize="int8"))
+    top_fp32 = np.concatenate([fp32(x[i:i + 512]).argmax(1) for i in range(0, len(x), 512)])
+    top_int8 = np.concatenate([int8(x[i:i + 512]).argmax(1) for i in range(0, len(x), 512)])
+    agreement = (top_fp32 == top_int8).mean()
+    assert agreement >= 0.99, f"int8 keeps the top label on {agreement:.2%} of PublicTest faces"

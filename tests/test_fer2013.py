@@ -52,9 +52,8 @@ def test_gzip_is_detected_by_content_not_name(tmp_path):
 
 
 def test_icml_face_data_variant_selects_columns_by_name(tmp_path):
-    path = write_fer2013_csv(tmp_path / "icml_face_data.csv", SIX_ROWS,
-                             header="emotion, Usage, pixels")
-    dataset = load_dataset("fer2013", tmp_path, "PrivateTest")
+    write_fer2013_csv(tmp_path / "icml_face_data.csv", SIX_ROWS, header="emotion, Usage, pixels")
+    dataset = load_dataset("fer2013", tmp_path, "PrivateTest")    # found in the folder by name
     assert dataset.labels.tolist() == [5, 1]
 
 

@@ -23,5 +23,6 @@ def __getattr__(name: str):
 
 __version__ = "0.1.0"
 
-__all__ = ["Emotion", "Recognizer", "OpenferError", "DataFormatError", "RecipeError", "create_model",
+__all__ = ["Emotion", "Recognizer", "OpenferError", "DataFormatError", "RecipeError",
+           "create_model",
            "list_models", "load_model", "__version__"]

@@ -25,15 +25,11 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     try:
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_directory(path.parent)
+    _commit(tmp, path)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -58,6 +54,16 @@ def atomic_write_with(path: str | Path, writer: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         writer(tmp)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _commit(tmp, path)
+
+
+def _commit(tmp: str, path: Path) -> None:
+    """fsync the finished temporary file, give it normal permissions, move it into place."""
+    try:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, _umask_mode())

@@ -178,7 +178,8 @@ AFFWILD2 = LabelSet(
 CKPLUS = LabelSet(
     "ckplus",
     _E("neutral", "anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise"),
-    native_names=("neutral", "anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise"),
+    native_names=("neutral", "anger", "contempt", "disgust", "fear", "happy", "sadness",
+                  "surprise"),
     source="CK+ Emotion/*_emotion.txt codes (ReadMeCohnKanadeDatabase_website.txt)")
 
 #: FMPN's CK+ classes: ``emotion_labels.pkl`` codes 1..7 minus 1 (CK+ without neutral).
@@ -228,7 +229,7 @@ def get_label_set(name: str) -> LabelSet:
 
 
 def convert(code: int, source: LabelSet, target: LabelSet) -> int:
-    """Convert a native code of ``source`` into the native code of the same emotion in ``target``."""
+    """Convert a native code of ``source`` into the code of the same emotion in ``target``."""
     emotion = source.to_emotion(code)
     if emotion is None:
         raise ValueError(f"{source.name} code {code} ({source.name_of(code)}) is not an expression")

@@ -98,8 +98,7 @@ def run_predict(args, device: str) -> int:
     inputs = collect_inputs(args.paths, args.recursive)
     bar = _progress(len(inputs), "file")
     for group_is_video, group in _groups(inputs):
-        for path in group:
-            stats["inputs"] += 1
+        stats["inputs"] += len(group)
         if group_is_video:
             for path in group:
                 _run_video(recognizer, path, args, emit, stats, annotated)

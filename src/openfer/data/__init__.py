@@ -46,7 +46,8 @@ def _affectnet7(root, split, **kw) -> FaceDataset:
     return affectnet.load(root, split, seven=True, **kw)
 
 
-#: Reader per data set name: ``reader(root, split, *, image_size, channels, classes) -> FaceDataset``.
+#: Reader per data set name:
+#: ``reader(root, split, *, image_size, channels, classes, **options) -> FaceDataset``.
 DATASETS: dict[str, Callable[..., FaceDataset]] = {
     "fer2013": _fer2013,
     "folder": _folder,

@@ -68,20 +68,20 @@ def read_labels(path: Path) -> list[tuple[str, int, int]]:
 
 def read_manual_attributes(path: Path) -> tuple[np.ndarray, dict[str, int]]:
     """Landmarks (5, 2) and gender/race/age codes from a ``*_manu_attri.txt`` file."""
-    lines = [l.strip() for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+    lines = [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
     if len(lines) < 8:
         raise DataFormatError(path, f"expected 8 lines (5 landmarks, gender, race, age), "
                               f"found {len(lines)}")
     try:
-        landmarks = np.array([[float(v) for v in l.split()[:2]] for l in lines[:5]])
+        landmarks = np.array([[float(v) for v in t.split()[:2]] for t in lines[:5]])
     except (ValueError, IndexError):
         raise DataFormatError(path, "landmark lines 1-5 must hold two numbers 'x y'") from None
     codes = {}
     for offset, name in enumerate(ATTRIBUTES):
         text = lines[5 + offset]
         if not text.isdigit() or int(text) >= ATTRIBUTE_RANGES[name]:
-            raise DataFormatError(path, f"{name} {text!r} is not a code 0..{ATTRIBUTE_RANGES[name] - 1}",
-                                  line=6 + offset, field=name)
+            raise DataFormatError(path, f"{name} {text!r} is not a code "
+                                  f"0..{ATTRIBUTE_RANGES[name] - 1}", line=6 + offset, field=name)
         codes[name] = int(text)
     return landmarks, codes
 

@@ -1,7 +1,8 @@
 """Batched preprocessing and augmentation on tensors (on the training device, no per-image work).
 
 Faces arrive as ``uint8`` batches (B, C, H, W). :func:`to_model_input` turns them into the
-network input that a model's :class:`~openfer.models.meta.ModelMeta` describes; :class:`BatchAugment`
+network input that a model's :class:`~openfer.models.meta.ModelMeta` describes;
+:class:`BatchAugment`
 applies random geometric and erasing augmentation to a whole float batch with one
 ``affine_grid`` / ``grid_sample`` call. Random draws use torch's global generator, which the
 training engine reseeds at every step so that a resumed run draws the same numbers.
@@ -49,7 +50,7 @@ def crop_batch(x: torch.Tensor, size: tuple[int, int], random_five: bool) -> tor
     if not random_five:
         return x[..., top:top + ch, left:left + cw]
     offsets = [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), (top, left)]
-    crops = torch.stack([x[..., t:t + ch, l:l + cw] for t, l in offsets], 1)   # (B, 5, C, h, w)
+    crops = torch.stack([x[..., t:t + ch, c:c + cw] for t, c in offsets], 1)   # (B, 5, C, h, w)
     choice = torch.randint(0, 5, (x.shape[0],), device=x.device)
     return crops[torch.arange(x.shape[0], device=x.device), choice]
 

@@ -84,8 +84,8 @@ class FaceDataModule(L.LightningDataModule):
         cfg = self.config
         if not cfg.get("root"):
             raise OpenferError(
-                f"data.root is not set: pass the data set's location, e.g. "
-                f"'openfer train --recipe ... data.root=path/to/fer2013.csv'")
+                "data.root is not set: pass the data set's location, e.g. "
+                "'openfer train --recipe ... data.root=path/to/fer2013.csv'")
         size = cfg.get("image_size") or self.meta.input_size
         size = (size, size) if isinstance(size, int) else tuple(size)
         dataset = load_dataset(cfg["dataset"], cfg["root"], split, image_size=size,

@@ -136,7 +136,7 @@ def load_recipe(recipe: str | Path, overrides: Iterable[str] = ()) -> dict[str, 
     _merge(merged, data, DEFAULTS, "", lambda key: f"{path}, line {lines.get(key, '?')}")
     for item in overrides:
         key, value = parse_override(item)
-        _merge(merged, _nest(key, value), DEFAULTS, "", lambda k: f"override {item!r}")
+        _merge(merged, _nest(key, value), DEFAULTS, "", lambda k, i=item: f"override {i!r}")
     merged["name"] = merged["name"] or path.stem
     merged["_source"] = str(path)
     _check(merged, str(path))
@@ -205,7 +205,8 @@ def _merge(target: dict, source: dict, schema: dict, prefix: str, where) -> None
                 not isinstance(default, bool) else type(default)
             if isinstance(default, bool):
                 expected = bool
-            if not isinstance(value, expected) or (expected != bool and isinstance(value, bool)):
+            if not isinstance(value, expected) or (expected is not bool
+                                                   and isinstance(value, bool)):
                 raise RecipeError(f"{where(dotted)}: {dotted!r} must be "
                                   f"{_type_name(default)}, found {value!r}")
         if dotted in _OPTIONS and value not in _OPTIONS[dotted]:

@@ -27,6 +27,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import OpenferError
+from ..hub import download, openfer_home
 
 YUNET_SHA256 = "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
 YUNET_URL = ("https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/"
@@ -51,11 +52,6 @@ class Detector(Protocol):
 
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
         """Faces in an RGB ``uint8`` (H, W, 3) image, best first."""
-
-
-def openfer_home() -> Path:
-    """openfer's cache directory: ``$OPENFER_HOME`` or ``~/.cache/openfer``."""
-    return Path(os.environ.get("OPENFER_HOME") or Path.home() / ".cache" / "openfer")
 
 
 def _cv2():
@@ -128,21 +124,8 @@ def _check_sha256(path: Path, expected: str) -> None:
 
 def fetch_yunet(destination: Path | None = None, url: str = YUNET_URL) -> Path:
     """Download YuNet into the cache (checksum-verified, atomic). Needs network access."""
-    import urllib.request
-
-    from ..fileio import atomic_write_bytes
-
-    destination = destination or openfer_home() / "weights" / "yunet.onnx"
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            data = response.read()
-    except OSError as exc:
-        raise OpenferError(f"cannot download YuNet from {url} ({exc}); download it by hand and "
-                           f"save it as {destination}, or set OPENFER_YUNET to its path") from None
-    if hashlib.sha256(data).hexdigest() != YUNET_SHA256:
-        raise OpenferError(f"the file downloaded from {url} does not match YuNet's SHA-256")
-    atomic_write_bytes(destination, data)
-    return destination
+    return download(url, destination or openfer_home() / "weights" / "yunet.onnx", YUNET_SHA256,
+                    timeout=60)
 
 
 class YuNetDetector:

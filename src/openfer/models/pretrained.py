@@ -22,7 +22,7 @@ from typing import Iterable
 import torch
 
 from ..errors import OpenferError
-from ..faces.detect import openfer_home
+from .. import hub
 
 _WRAPPERS = ("state_dict", "model_state_dict", "model", "net", "module")
 
@@ -64,13 +64,13 @@ def resolve_source(source: str | Path, sha256: str | None = None, download: bool
         if sha256:
             _verify(path, sha256)
         return path
-    cache = Path(cache_dir or openfer_home() / "weights")
+    cache = Path(cache_dir or hub.openfer_home() / "weights")
     path = cache / text.rstrip("/").split("/")[-1].split("?")[0]
     if not path.is_file():
         if not download:
             raise OpenferError(f"pretrained weights are not in the cache: download {text} and "
                                f"save it as {path} (or set OPENFER_HOME), then run again")
-        _download(text, path, sha256)
+        hub.download(text, path, sha256)
     if sha256:
         _verify(path, sha256)
     return path
@@ -81,22 +81,6 @@ def _verify(path: Path, sha256: str) -> None:
     if not digest.startswith(sha256.lower()):
         raise OpenferError(f"{path}: SHA-256 {digest[:16]}... does not match the expected "
                            f"{sha256[:16]}...; the file is corrupt or a different checkpoint")
-
-
-def _download(url: str, path: Path, sha256: str | None) -> None:
-    import urllib.request
-
-    from ..fileio import atomic_write_bytes
-
-    try:
-        with urllib.request.urlopen(url, timeout=120) as response:
-            data = response.read()
-    except OSError as exc:
-        raise OpenferError(f"cannot download {url} ({exc}); download it by hand and save it as "
-                           f"{path}") from None
-    if sha256 and not hashlib.sha256(data).hexdigest().startswith(sha256.lower()):
-        raise OpenferError(f"the file downloaded from {url} does not match its SHA-256")
-    atomic_write_bytes(path, data)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -1,0 +1,49 @@
+"""Copy a training run's best weights into the package as shipped weights, metadata completed.
+
+    python scripts/ship_weights.py runs/deep_emotion_fer2013 deep_emotion.fer2013
+
+Reads the run's best.safetensors, metrics.json and summary.json, and writes
+src/openfer/weights/<name>.safetensors with the PublicTest metrics, the exact training command,
+the wall time and the license note in its metadata. Refuses a run without metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import openfer
+from openfer.checkpoint import save_weights
+
+PACKAGE_WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "openfer" / "weights"
+LICENSE = ("weights: MIT (openfer); trained on FER2013 (ICML 2013 challenge data, research "
+           "use): check the data's terms before commercial use")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("name")
+    parser.add_argument("--weights", default="best.safetensors")
+    args = parser.parse_args()
+    metrics = json.loads((args.run / "metrics.json").read_text())
+    summary = json.loads((args.run / "summary.json").read_text())
+    model = openfer.load_model(args.run / args.weights)
+    headline = {k: round(metrics[k], 4) for k in ("accuracy", "mean_class_accuracy", "macro_f1")}
+    headline.update(n=metrics["n"], split=metrics.get("split", "PublicTest"),
+                    tta_flip=metrics.get("tta_flip", False))
+    command = summary["command"].replace(str(Path.home()), "~")
+    model.meta = model.meta.replace(
+        metrics={"fer2013": headline}, license=LICENSE,
+        training_data="FER2013 Training (28,709 faces); model selected on PublicTest",
+        command=command,
+        notes=(model.meta.notes or "") + f"; trained {summary['epochs']} epochs in "
+              f"{summary['wall_seconds'] / 60:.0f} min on {summary['machine']} "
+              f"({summary['torch_threads']} torch threads)")
+    path = save_weights(model, PACKAGE_WEIGHTS / f"{args.name}.safetensors")
+    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} kB): {headline}")
+
+
+if __name__ == "__main__":
+    main()
