@@ -44,7 +44,8 @@ def register_model(name: str, meta: ModelMeta, description: str = ""):
 
 
 def _ensure_loaded() -> None:
-    from . import classifiers, dacl, deep_emotion, fernet  # noqa: F401  (register builders)
+    from . import (classifiers, dacl, deep_emotion, emotion_gcn,  # noqa: F401  (register)
+                   fernet)
 
 
 def list_models(pattern: str = "*") -> list[str]:
