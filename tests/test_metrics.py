@@ -51,3 +51,28 @@ def test_folder_lacking_a_predicted_class_counts_it_wrong():
     neutral = evaluate(Constant(6), dataset)          # neutral is not in the folder: all wrong
     assert neutral["accuracy"] == 0.0
     assert neutral["classes"][:7] == list(openfer.create_model("deep_emotion").meta.classes)
+
+
+def test_valence_arousal_metrics_by_hand():
+    from openfer.metrics import regression_report
+    target = np.array([-0.5, 0.0, 0.5, 1.0, np.nan])
+    perfect = regression_report(target, target)
+    assert perfect["ccc"] == pytest.approx(1.0) and perfect["rmse"] == 0 and perfect["n"] == 4
+    shifted = regression_report(target, target + 0.5)          # same shape, biased by 0.5
+    var = np.var([-0.5, 0.0, 0.5, 1.0])
+    assert shifted["pcc"] == pytest.approx(1.0)
+    assert shifted["ccc"] == pytest.approx(2 * var / (2 * var + 0.25))
+    assert shifted["rmse"] == pytest.approx(0.5)
+    assert shifted["sagr"] == pytest.approx(0.5)               # -0.5 -> 0.0 and 0.0 -> 0.5 flip
+
+
+def test_ccc_loss_is_one_minus_mean_ccc():
+    from openfer.losses import ccc_loss
+    from openfer.metrics import regression_report
+    rng = np.random.default_rng(0)
+    target = torch.tensor(rng.uniform(-1, 1, (64, 2)))
+    prediction = target * 0.5 + torch.tensor(rng.normal(0, 0.2, (64, 2)))
+    expected = 1 - np.mean([regression_report(target[:, i].numpy(), prediction[:, i].numpy())
+                            ["ccc"] for i in range(2)])
+    assert float(ccc_loss(prediction, target)) == pytest.approx(expected, abs=1e-9)
+    assert float(ccc_loss(target, target)) == pytest.approx(0.0, abs=1e-9)

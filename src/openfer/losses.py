@@ -63,3 +63,17 @@ def init_centers(num_classes: int, dim: int) -> torch.Tensor:
     centers = torch.empty(dim, num_classes)
     torch.nn.init.kaiming_normal_(centers)
     return centers.t().contiguous()
+
+
+def ccc_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 − mean CCC over the columns (valence, arousal), per mini-batch, in float64.
+
+    Emotion-GCN's L_cont (``ccc.py``). The original uses a biased covariance with unbiased
+    variances; openfer uses population (biased) moments throughout, the textbook CCC (Lin 1989),
+    so that a perfect prediction gives exactly 0.
+    """
+    x, y = prediction.double(), target.double()
+    mx, my = x.mean(0), y.mean(0)
+    cov = ((x - mx) * (y - my)).mean(0)
+    ccc = 2 * cov / (x.var(0, unbiased=False) + y.var(0, unbiased=False) + (mx - my) ** 2 + 1e-12)
+    return (1 - ccc.mean()).to(prediction.dtype)

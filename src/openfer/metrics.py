@@ -68,3 +68,25 @@ def format_report(report: dict) -> str:
     for name, row in zip(classes, report["confusion_matrix"]):
         lines.append(f"{name:<12}" + "".join(f"{v:>{width}d}" for v in row))
     return "\n".join(lines)
+
+
+def regression_report(y_true, y_pred) -> dict:
+    """Valence/arousal metrics of the field for one dimension (NaN targets are left out).
+
+    CCC (Lin 1989): 2·cov / (σx² + σy² + (μx − μy)²) with population moments; RMSE; PCC (Pearson);
+    SAGR: the fraction of predictions with the sign of the target (AffectNet's metric).
+    """
+    y_true = np.asarray(y_true, np.float64)
+    y_pred = np.asarray(y_pred, np.float64)
+    keep = ~(np.isnan(y_true) | np.isnan(y_pred))
+    t, p = y_true[keep], y_pred[keep]
+    if len(t) < 2:
+        return {"n": int(len(t)), "ccc": 0.0, "rmse": 0.0, "pcc": 0.0, "sagr": 0.0}
+    cov = ((t - t.mean()) * (p - p.mean())).mean()
+    denominator = t.var() + p.var() + (t.mean() - p.mean()) ** 2
+    std = t.std() * p.std()
+    return {"n": int(len(t)),
+            "ccc": float(2 * cov / denominator) if denominator > 0 else 0.0,
+            "rmse": float(np.sqrt(((t - p) ** 2).mean())),
+            "pcc": float(cov / std) if std > 0 else 0.0,
+            "sagr": float((np.sign(t) == np.sign(p)).mean())}
