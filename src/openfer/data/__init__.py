@@ -46,6 +46,11 @@ def _affectnet7(root, split, **kw) -> FaceDataset:
     return affectnet.load(root, split, seven=True, **kw)
 
 
+def _affwild2(root, split, **kw) -> FaceDataset:
+    from . import affwild2
+    return affwild2.load(root, split, **kw)
+
+
 #: Reader per data set name:
 #: ``reader(root, split, *, image_size, channels, classes, **options) -> FaceDataset``.
 DATASETS: dict[str, Callable[..., FaceDataset]] = {
@@ -54,6 +59,7 @@ DATASETS: dict[str, Callable[..., FaceDataset]] = {
     "rafdb": _rafdb,
     "affectnet": _affectnet,
     "affectnet7": _affectnet7,
+    "affwild2": _affwild2,
 }
 
 
