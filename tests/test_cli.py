@@ -85,3 +85,12 @@ def test_models_and_recipes_list(capsys):
     assert "deep_emotion_paper" in capsys.readouterr().out
     assert main(["recipes"]) == 0
     assert "deep_emotion_fer2013" in capsys.readouterr().out
+
+
+def test_predict_reads_kaggles_unlabelled_test_csv(weights, tmp_path, capsys):
+    test = tmp_path / "test.csv"
+    test.write_text("pixels\n" + " ".join(["7"] * 2304) + "\n" + " ".join(["200"] * 2304) + "\n")
+    assert main(["predict", str(test), "--model", str(weights), "--json"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["file"] for r in records] == [f"{test}:2", f"{test}:3"]
+    assert all(r["label"] in openfer.create_model("deep_emotion").meta.classes for r in records)

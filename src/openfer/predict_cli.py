@@ -96,6 +96,11 @@ def run_predict(args, device: str) -> int:
         stats["inputs"] += 1
         _run_video(recognizer, args.camera, args, emit, stats, annotated)
     inputs = collect_inputs(args.paths, args.recursive)
+    tables = [p for p in inputs if _is_face_table(p)]
+    inputs = [p for p in inputs if p not in tables]
+    for table in tables:
+        stats["inputs"] += 1
+        _run_face_table(recognizer, table, emit, stats)
     bar = _progress(len(inputs), "file")
     for group_is_video, group in _groups(inputs):
         stats["inputs"] += len(group)
@@ -125,6 +130,30 @@ def run_predict(args, device: str) -> int:
     if stats["read"] + stats["frames"] == 0:
         return 1
     return 1 if args.strict and errors else 0
+
+
+def _is_face_table(path: Path) -> bool:
+    return path.name.lower().endswith((".csv", ".csv.gz"))
+
+
+def _run_face_table(recognizer: Recognizer, path: Path, emit, stats) -> None:
+    """FER2013-format CSVs (fer2013.csv, Kaggle's unlabelled test.csv): one pre-cropped 48x48
+    face per row, classified without detection; each record's file is ``<csv>:<line>``."""
+    from .data.fer2013 import read_csv
+    from .faces.detect import DetectedFace
+
+    try:
+        faces, _, lines = read_csv(path, "all")
+    except OpenferError as exc:
+        emit(ImageResult(str(path), error=str(exc)))
+        return
+    probs = recognizer.classify(faces[:, :, :, None])
+    for face_probs, line in zip(probs, lines):
+        result = ImageResult(f"{path}:{line}", width=48, height=48, detector="none")
+        result.faces.append(recognizer._face_result(DetectedFace((0.0, 0.0, 48.0, 48.0)),
+                                                    face_probs))
+        stats["read"] += 1
+        emit(result)
 
 
 def _groups(paths: list[Path]) -> Iterator[tuple[bool, list[Path]]]:

@@ -57,7 +57,8 @@ class FaceDataset(torch.utils.data.Dataset):
             missing = int((self.labels < 0).sum())
             raise OpenferError(
                 f"{self.name}: {missing} of {len(self)} samples have no expression label, so it "
-                "cannot be used for training or evaluation; use it with 'openfer predict', or "
+                "cannot be used for training or evaluation; predict on it instead (openfer "
+                "predict FILE.csv), or "
                 "evaluate on a labelled split")
 
     def class_counts(self) -> dict[str, int]:
