@@ -33,7 +33,9 @@ def main() -> None:
     headline = {k: round(metrics[k], 4) for k in ("accuracy", "mean_class_accuracy", "macro_f1")}
     headline.update(n=metrics["n"], split=metrics.get("split", "PublicTest"),
                     tta_flip=metrics.get("tta_flip", False))
-    command = summary["command"].replace(str(Path.home()), "~")
+    workspace = str(Path(__file__).resolve().parents[2])          # the folder beside ../shared
+    command = (summary["command"].replace(f"{workspace}/shared/", "../shared/")
+               .replace(f"{workspace}/runs/", "runs/"))
     model.meta = model.meta.replace(
         metrics={"fer2013": headline}, license=LICENSE,
         training_data="FER2013 Training (28,709 faces); model selected on PublicTest",

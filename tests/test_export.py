@@ -43,7 +43,9 @@ def test_metadata_travels_in_the_onnx_file(tmp_path):
 def test_int8_export_is_smaller_and_loads(tmp_path, real_faces):
     model = openfer.create_model("deep_emotion").eval()
     plain = export_onnx(model, tmp_path / "fp32.onnx", dynamic_batch=True)
-    quantized = export_onnx(model, tmp_path / "int8.onnx", dynamic_batch=True, quantize="int8")
+    with pytest.warns(UserWarning, match="without calibration faces"):
+        quantized = export_onnx(model, tmp_path / "int8.onnx", dynamic_batch=True,
+                                quantize="int8")
     assert quantized.stat().st_size < plain.stat().st_size
     out = OnnxClassifier(quantized)(to_model_input(real_faces[:8], model.meta))
     assert out.shape == (8, 7) and OnnxClassifier(quantized).quantized == "int8"
@@ -74,8 +76,10 @@ def test_int8_keeps_the_top_label_on_99_percent_of_publictest(tmp_path, fer2013_
                          channels=model.meta.channels).images
     x = to_model_input(faces, model.meta).numpy()
     fp32 = OnnxClassifier(export_onnx(model, tmp_path / "fp32.onnx", dynamic_batch=True))
+    training = load_dataset("fer2013", fer2013_csv, "Training",
+                            image_size=model.meta.load_size, channels=model.meta.channels)
     int8 = OnnxClassifier(export_onnx(model, tmp_path / "int8.onnx", dynamic_batch=True,
-                                      quantize="int8"))
+                                      quantize="int8", calibration=training))
     top_fp32 = np.concatenate([fp32(x[i:i + 512]).argmax(1) for i in range(0, len(x), 512)])
     top_int8 = np.concatenate([int8(x[i:i + 512]).argmax(1) for i in range(0, len(x), 512)])
     agreement = (top_fp32 == top_int8).mean()

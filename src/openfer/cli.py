@@ -27,7 +27,8 @@ EXAMPLES = {
   openfer predict --camera 0 --every 2 --max-frames 300""",
     "export": """examples:
   openfer export --model default --output model.onnx --dynamic-batch
-  openfer export --model best.safetensors --output model-int8.onnx --quantize int8
+  openfer export --model default --output int8.onnx --quantize int8 \
+      --calibration-data fer2013.csv.gz
   openfer export --model runs/x/checkpoints/last.ckpt --output x.safetensors""",
     "eval": """examples:
   openfer eval --model runs/deep_emotion_fer2013/best.safetensors --dataset fer2013 \\
@@ -133,7 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the .onnx (or, from a .ckpt, .safetensors) file to write")
     export.add_argument("--dynamic-batch", action="store_true",
                         help="accept any batch size (default: batch 1)")
-    export.add_argument("--quantize", choices=("int8",), help="dynamic int8 quantisation")
+    export.add_argument("--quantize", choices=("int8",),
+                        help="int8 quantisation (static, calibrated with --calibration-data; "
+                             "dynamic without it)")
+    export.add_argument("--calibration-data", metavar="PATH",
+                        help="faces for int8 calibration: a FER2013-format CSV or an image "
+                             "folder of faces (<emotion>/*.jpg)")
+    export.add_argument("--calibration-dataset", default=None,
+                        help="reader for --calibration-data (default: fer2013 for .csv/.csv.gz, "
+                             "folder otherwise)")
 
     models = commands.add_parser("models", help="list registered architectures and weights")
     models.add_argument("pattern", nargs="?", default="*")
@@ -254,8 +263,17 @@ def cmd_export(args) -> int:
         path = save_weights(model, args.output)
     else:
         from .export import export_onnx
+        calibration = None
+        if args.calibration_data:
+            from .data import load_dataset
+            source = str(args.calibration_data)
+            name = args.calibration_dataset or ("fer2013" if source.endswith((".csv", ".csv.gz"))
+                                                else "folder")
+            calibration = load_dataset(name, source, "Training" if name == "fer2013" else "all",
+                                       image_size=model.meta.load_size,
+                                       channels=model.meta.channels)
         path = export_onnx(model, args.output, dynamic_batch=args.dynamic_batch,
-                           quantize=args.quantize)
+                           quantize=args.quantize, calibration=calibration)
     print(f"wrote {path}")
     return 0
 
