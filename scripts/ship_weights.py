@@ -2,9 +2,10 @@
 
     python scripts/ship_weights.py runs/deep_emotion_fer2013 deep_emotion.fer2013
 
-Reads the run's best.safetensors, metrics.json and summary.json, and writes
-src/openfer/weights/<name>.safetensors with the PublicTest metrics, the exact training command,
-the wall time and the license note in its metadata. Refuses a run without metrics.
+Reads the run's best.safetensors, recipe.yaml and summary.json, evaluates the weights on the
+recipe's validation split without and with flip TTA (the headline is without: what
+``openfer predict`` does by default), and writes src/openfer/weights/<name>.safetensors with those
+metrics, the exact training command, the wall time and the license note in its metadata.
 """
 
 from __future__ import annotations
@@ -27,12 +28,22 @@ def main() -> None:
     parser.add_argument("name")
     parser.add_argument("--weights", default="best.safetensors")
     args = parser.parse_args()
-    metrics = json.loads((args.run / "metrics.json").read_text())
+    import yaml
+
+    from openfer.data import load_dataset
+    from openfer.evaluate import evaluate
+
     summary = json.loads((args.run / "summary.json").read_text())
+    recipe = yaml.safe_load((args.run / "recipe.yaml").read_text())
     model = openfer.load_model(args.run / args.weights)
-    headline = {k: round(metrics[k], 4) for k in ("accuracy", "mean_class_accuracy", "macro_f1")}
-    headline.update(n=metrics["n"], split=metrics.get("split", "PublicTest"),
-                    tta_flip=metrics.get("tta_flip", False))
+    data = recipe["data"]
+    test = load_dataset(data["dataset"], data["root"], data["val_split"],
+                        image_size=model.meta.load_size, channels=model.meta.channels)
+    keys = ("accuracy", "mean_class_accuracy", "macro_f1")
+    plain, flipped = (evaluate(model, test, tta_flip=t) for t in (False, True))
+    headline = {k: round(plain[k], 4) for k in keys}
+    headline.update(n=plain["n"], split=data["val_split"], tta_flip=False,
+                    with_flip_tta={k: round(flipped[k], 4) for k in keys})
     workspace = str(Path(__file__).resolve().parents[2])          # the folder beside ../shared
     command = (summary["command"].replace(f"{workspace}/shared/", "../shared/")
                .replace(f"{workspace}/runs/", "runs/"))

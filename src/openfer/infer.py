@@ -16,6 +16,7 @@ result carries ``error`` instead.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -243,6 +244,8 @@ class Recognizer:
         """
         import cv2
 
+        with contextlib.suppress(AttributeError):       # OpenCV's own warnings: ours say more
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         capture = cv2.VideoCapture(int(source) if isinstance(source, int) else str(source))
         name = f"camera:{source}" if isinstance(source, int) else str(source)
         if not capture.isOpened():
