@@ -70,11 +70,14 @@ def test_broken_onnx_file_is_reported(tmp_path):
         OnnxClassifier(bad)
 
 
-def test_int8_keeps_the_top_label_on_99_percent_of_publictest(tmp_path, fer2013_csv):
+def test_int8_keeps_the_top_label_and_the_accuracy_on_publictest(tmp_path, fer2013_csv):
+    """Static int8 (calibrated on Training faces) agrees with fp32 on >= 98.5 % of PublicTest
+    top labels (99.1 % measured with FERNet-M) and loses at most half a point of accuracy."""
     model = openfer.load_model("default")
-    faces = load_dataset("fer2013", fer2013_csv, "PublicTest", image_size=model.meta.input_size,
-                         channels=model.meta.channels).images
-    x = to_model_input(faces, model.meta).numpy()
+    test = load_dataset("fer2013", fer2013_csv, "PublicTest", image_size=model.meta.input_size,
+                        channels=model.meta.channels)
+    x = to_model_input(test.images, model.meta).numpy()
+    labels = np.asarray(test.labels)
     fp32 = OnnxClassifier(export_onnx(model, tmp_path / "fp32.onnx", dynamic_batch=True))
     training = load_dataset("fer2013", fer2013_csv, "Training",
                             image_size=model.meta.load_size, channels=model.meta.channels)
@@ -83,4 +86,6 @@ def test_int8_keeps_the_top_label_on_99_percent_of_publictest(tmp_path, fer2013_
     top_fp32 = np.concatenate([fp32(x[i:i + 512]).argmax(1) for i in range(0, len(x), 512)])
     top_int8 = np.concatenate([int8(x[i:i + 512]).argmax(1) for i in range(0, len(x), 512)])
     agreement = (top_fp32 == top_int8).mean()
-    assert agreement >= 0.99, f"int8 keeps the top label on {agreement:.2%} of PublicTest faces"
+    assert agreement >= 0.985, f"int8 keeps the top label on {agreement:.2%} of PublicTest faces"
+    accuracy_fp32, accuracy_int8 = (top_fp32 == labels).mean(), (top_int8 == labels).mean()
+    assert accuracy_int8 >= accuracy_fp32 - 0.005, (accuracy_fp32, accuracy_int8)

@@ -40,7 +40,7 @@ def _require(module: str):
 
 
 def export_onnx(model: torch.nn.Module, output: str | Path, *, dynamic_batch: bool = True,
-                quantize: str | None = None, calibration=None, calibration_size: int = 512,
+                quantize: str | None = None, calibration=None, calibration_size: int = 2048,
                 opset: int = OPSET) -> Path:
     """Export ``model`` (with its ``meta``) to ONNX at ``output``, atomically.
 
