@@ -51,6 +51,15 @@ def test_int8_export_is_smaller_and_loads(tmp_path, real_faces):
     assert out.shape == (8, 7) and OnnxClassifier(quantized).quantized == "int8"
 
 
+def test_int8_calibration_works_on_a_fixed_batch_export(tmp_path, real_faces):
+    """A model exported without --dynamic-batch takes one face per call: calibration feeds it so."""
+    model = openfer.create_model("deep_emotion").eval()
+    quantized = export_onnx(model, tmp_path / "int8.onnx", dynamic_batch=False, quantize="int8",
+                            calibration=real_faces[:32].numpy(), calibration_size=32)
+    out = OnnxClassifier(quantized)(to_model_input(real_faces[:1], model.meta))
+    assert out.shape == (1, 7) and np.isfinite(out).all()
+
+
 def test_export_cli_and_onnx_backend_agree_with_torch(tmp_path):
     weights = save_weights(openfer.create_model("deep_emotion"), tmp_path / "m.safetensors")
     assert main(["export", "--model", str(weights), "--output", str(tmp_path / "m.onnx"),

@@ -108,10 +108,15 @@ def _quantize_int8(source: Path, target: Path, meta, calibration, size: int) -> 
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True)
         return
     inputs = _calibration_inputs(meta, calibration, size)
+    import onnx
+
+    batch_dim = onnx.load(str(source)).graph.input[0].type.tensor_type.shape.dim[0]
+    step = batch_dim.dim_value or min(64, len(inputs))   # a fixed-batch export takes only that
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter([{"input": inputs[i:i + 64]} for i in range(0, len(inputs), 64)])
+            self.batches = iter([{"input": inputs[i:i + step]}
+                                 for i in range(0, len(inputs) - step + 1, step)])
 
         def get_next(self):
             return next(self.batches, None)
