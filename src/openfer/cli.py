@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the data set's own split name (FER2013: Training, PublicTest, "
                                "PrivateTest; folder: a sub-folder, or all)")
     evaluate.add_argument("--classes", help="comma-separated class list for numbered folders")
+    evaluate.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                          help="a reader option (e.g. images=original for rafdb); repeatable")
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--tta", action="store_true",
                           help="test-time augmentation: average with the mirrored face")
@@ -202,8 +204,12 @@ def cmd_eval(args) -> int:
     model = load_model(args.model)
     meta = model.meta
     classes = args.classes.split(",") if args.classes else None
+    options = _reader_options(args.option)
+    if args.dataset == "rafdb" and {"gender", "race", "age"} & set(getattr(model, "head_sizes",
+                                                                        {})):
+        options.setdefault("attributes", True)      # a multi-task model's heads get evaluated
     dataset = load_dataset(args.dataset, args.root, args.split, image_size=meta.input_size,
-                           channels=meta.channels, classes=classes)
+                           channels=meta.channels, classes=classes, **options)
     report = evaluate(model, dataset, batch_size=args.batch_size, device=device,
                       tta_flip=args.tta)
     report["split"] = args.split
@@ -214,6 +220,18 @@ def cmd_eval(args) -> int:
         print(f"model {args.model} ({meta.architecture}) on {dataset.name}")
         print(format_report(report))
     return 0
+
+
+def _reader_options(items: list[str]) -> dict:
+    import yaml
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise OpenferError(f"--option {item!r}: expected KEY=VALUE, e.g. images=original")
+        options[key] = yaml.safe_load(value)
+    return options
 
 
 def cmd_models(args) -> int:

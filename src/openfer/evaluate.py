@@ -13,7 +13,7 @@ import torch
 from .data.dataset import FaceDataset
 from .data.transforms import to_model_input
 from .errors import OpenferError
-from .metrics import classification_report
+from .metrics import classification_report, regression_report
 
 
 @torch.inference_mode()
@@ -24,12 +24,7 @@ def predict_probabilities(model: torch.nn.Module, dataset: FaceDataset, *, batch
     model = model.to(device).eval()
     meta = model.meta
     out = []
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=None,
-        sampler=torch.utils.data.BatchSampler(range(len(dataset)), batch_size, False)) \
-        if hasattr(dataset, "images") else \
-        torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    for images, _ in loader:
+    for images in _batches(dataset, batch_size):
         x = to_model_input(images.to(device), meta)
         logits = _logits(model(x))
         probs = logits.softmax(-1)
@@ -37,6 +32,60 @@ def predict_probabilities(model: torch.nn.Module, dataset: FaceDataset, *, batch
             probs = (probs + _logits(model(x.flip(-1))).softmax(-1)) / 2
         out.append(probs.float().cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, meta.num_classes), np.float32)
+
+
+def _batches(dataset: FaceDataset, batch_size: int):
+    """The data set's images in order, a batch at a time (``uint8`` (B, C, H, W))."""
+    dataset = getattr(dataset, "dataset", dataset)        # a training wrapper's data set
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=None,
+        sampler=torch.utils.data.BatchSampler(range(len(dataset)), batch_size, False)) \
+        if hasattr(dataset, "images") else \
+        torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    for images, _ in loader:
+        yield images
+
+
+@torch.inference_mode()
+def predict_heads(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 256,
+                  device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
+    """Every head's raw output of a multi-task model (``forward_heads``), by head name."""
+    model = model.to(device).eval()
+    out: dict[str, list] = {}
+    for images in _batches(dataset, batch_size):
+        for name, value in model.forward_heads(to_model_input(images.to(device),
+                                                              model.meta)).items():
+            out.setdefault(name, []).append(value.float().cpu())
+    return {name: torch.cat(values).numpy() for name, values in out.items()}
+
+
+def head_reports(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 256,
+                 device: str | torch.device = "cpu") -> dict[str, dict]:
+    """Metrics of each extra head of a multi-task model on the samples that have its label:
+    accuracy and macro-F1 (with the full classification report) for a categorical head,
+    CCC / RMSE / PCC / SAGR for valence and arousal. Heads without targets are left out."""
+    from .models.multitask import ATTRIBUTE_CLASSES, head_kind
+
+    dataset = getattr(dataset, "dataset", dataset)
+    wanted = [n for n in getattr(model, "head_sizes", {}) if n in dataset.targets]
+    if not wanted:
+        return {}
+    outputs = predict_heads(model, dataset, batch_size=batch_size, device=device)
+    reports = {}
+    for name in wanted:
+        target = np.asarray(dataset.targets[name])
+        if head_kind(name) == "regression":
+            reports[name] = regression_report(target, outputs[name][:, 0])
+            continue
+        valid = target >= 0
+        if not valid.any():
+            continue
+        classes = ATTRIBUTE_CLASSES.get(name) or \
+            tuple(str(i) for i in range(outputs[name].shape[1]))
+        reports[name] = classification_report(target[valid], outputs[name][valid].argmax(1),
+                                              classes)
+        reports[name]["missing"] = int((~valid).sum())
+    return reports
 
 
 def _logits(output) -> torch.Tensor:
@@ -52,9 +101,11 @@ def evaluate(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 
              device: str | torch.device = "cpu", tta_flip: bool = False) -> dict:
     """Metrics of ``model`` on ``dataset`` (see :func:`openfer.metrics.classification_report`).
 
-    The report's ``classes`` are the model's classes followed by any data-set class the model
+    A multi-task model's extra heads are reported under ``heads`` (:func:`head_reports`). The
+    report's ``classes`` are the model's classes followed by any data-set class the model
     lacks; ``dataset`` and ``model`` name the two.
     """
+    dataset = getattr(dataset, "dataset", dataset)        # a training wrapper's data set
     dataset.require_labels()
     model_classes = list(model.meta.classes)
     data_classes = [e.value for e in dataset.classes]
@@ -70,4 +121,7 @@ def evaluate(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 
     report["dataset"] = dataset.name
     report["model"] = model.meta.architecture
     report["tta_flip"] = tta_flip
+    heads = head_reports(model, dataset, batch_size=batch_size, device=device)
+    if heads:
+        report["heads"] = heads
     return report

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 class _SparseCenterLoss(torch.autograd.Function):
@@ -77,3 +78,42 @@ def ccc_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     cov = ((x - mx) * (y - my)).mean(0)
     ccc = 2 * cov / (x.var(0, unbiased=False) + y.var(0, unbiased=False) + (mx - my) ** 2 + 1e-12)
     return (1 - ccc.mean()).to(prediction.dtype)
+
+
+def masked_multitask_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
+                          weights: dict[str, float] | None = None, *,
+                          class_weights: dict[str, torch.Tensor] | None = None,
+                          label_smoothing: float = 0.0
+                          ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Σ_h w_h · L_h over the heads, each averaged over the samples that have its label.
+
+    Categorical heads (targets ``int64``; ``-1`` = missing) use cross-entropy; regression heads
+    (targets ``float``; ``NaN`` = missing) use the mean squared error on their single output. A
+    sample without a label contributes nothing to that head, and a head with no label in the batch
+    adds nothing (multi-task FER, arXiv 2110.15028, trains FER2013's absent attributes against
+    all-zero targets instead; METHODS.md 5). Returns the total and the per-head losses (heads
+    without labels in the batch are absent). ``weights`` default to 1.
+    """
+    total = None
+    parts: dict[str, torch.Tensor] = {}
+    for name, target in targets.items():
+        output = outputs[name]
+        if target.dtype.is_floating_point:
+            valid = ~torch.isnan(target)
+            if not valid.any():
+                continue
+            loss = F.mse_loss(output.reshape(len(output), -1)[:, 0][valid].float(),
+                              target[valid].float())
+        else:
+            valid = target >= 0
+            if not valid.any():
+                continue
+            weight = (class_weights or {}).get(name)
+            loss = F.cross_entropy(output[valid].float(), target[valid], weight=weight,
+                                   label_smoothing=label_smoothing if name == "emotion" else 0.0)
+        parts[name] = loss
+        term = float((weights or {}).get(name, 1.0)) * loss
+        total = term if total is None else total + term
+    if total is None:           # no head has a label: a zero that keeps the graph
+        total = sum(o.sum() for o in outputs.values()) * 0.0
+    return total, parts

@@ -67,6 +67,13 @@ def format_report(report: dict) -> str:
               " " * 12 + "".join(f"{c[:9]:>{width}}" for c in classes)]
     for name, row in zip(classes, report["confusion_matrix"]):
         lines.append(f"{name:<12}" + "".join(f"{v:>{width}d}" for v in row))
+    for head, sub in (report.get("heads") or {}).items():
+        if "ccc" in sub:
+            lines.append(f"{head} head: CCC {sub['ccc']:.4f}  RMSE {sub['rmse']:.4f}  "
+                         f"PCC {sub['pcc']:.4f}  SAGR {sub['sagr'] * 100:.2f} %  (n={sub['n']})")
+        else:
+            lines.append(f"{head} head: accuracy {sub['accuracy'] * 100:.2f} %  macro-F1 "
+                         f"{sub['macro_f1'] * 100:.2f} %  (n={sub['n']})")
     return "\n".join(lines)
 
 

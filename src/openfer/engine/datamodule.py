@@ -72,11 +72,14 @@ class EpochBatchSampler(torch.utils.data.Sampler):
 class FaceDataModule(L.LightningDataModule):
     """Loads the recipe's train and validation splits at the model's input geometry."""
 
-    def __init__(self, data_config: dict, meta: ModelMeta, seed: int = 0):
+    def __init__(self, data_config: dict, meta: ModelMeta, seed: int = 0,
+                 targets: dict[str, str] | None = None):
         super().__init__()
         self.config = data_config
         self.meta = meta
         self.seed = seed
+        #: Per-sample targets every batch carries (head name -> "categorical" | "regression").
+        self.targets = dict(targets or {})
         self.train_set: FaceDataset | None = None
         self.val_set: FaceDataset | None = None
 
@@ -99,7 +102,8 @@ class FaceDataModule(L.LightningDataModule):
                 raise OpenferError("data.limit_train / limit_val need a data set that fits in "
                                    "memory")
             dataset = stratified_subset(dataset, limit, self.seed)
-        return to_model_classes(dataset, self.meta.classes)
+        dataset = to_model_classes(dataset, self.meta.classes)
+        return WithTargets(dataset, self.targets) if self.targets else dataset
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None and stage in (None, "fit"):
@@ -116,7 +120,7 @@ class FaceDataModule(L.LightningDataModule):
         sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=train, seed=self.seed,
                                     rank=rank, world_size=world, drop_last=False, pad=train)
         workers = int(self.config.get("num_workers") or 0)
-        if isinstance(dataset, ArrayFaceDataset):
+        if isinstance(getattr(dataset, "dataset", dataset), ArrayFaceDataset):
             return torch.utils.data.DataLoader(dataset, batch_size=None, sampler=sampler)
         return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
                                            persistent_workers=workers > 0)
@@ -128,6 +132,43 @@ class FaceDataModule(L.LightningDataModule):
         if self.val_set is None:
             return []
         return self._loader(self.val_set, self.config["eval_batch_size"], train=False)
+
+
+class WithTargets(torch.utils.data.Dataset):
+    """A face data set whose items also carry per-sample targets: ``(image, label, {name: t})``.
+
+    Targets the data set lacks are "missing" for every sample: ``-1`` for a categorical head,
+    ``NaN`` for a regression head (so they add nothing to a masked multi-task loss). Indexing by
+    a sequence gathers a whole batch, as :class:`ArrayFaceDataset` does.
+    """
+
+    def __init__(self, dataset: FaceDataset, kinds: dict[str, str]):
+        self.dataset = dataset
+        n = len(dataset)
+        self.arrays = {}
+        for name, kind in kinds.items():
+            values = dataset.targets.get(name)
+            dtype = np.float32 if kind == "regression" else np.int64
+            if values is None:
+                values = np.full(n, np.nan if kind == "regression" else -1)
+            values = np.asarray(values, dtype=dtype)
+            if values.shape != (n,):
+                raise OpenferError(f"{dataset.name}: target {name!r} has shape {values.shape}, "
+                                   f"expected ({n},)")
+            self.arrays[name] = torch.from_numpy(values)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name):             # labels, classes, targets, ... of the data set
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, index):
+        images, labels = self.dataset[index]
+        key = index if isinstance(index, (int, np.integer)) else torch.as_tensor(index)
+        return images, labels, {name: values[key] for name, values in self.arrays.items()}
 
 
 def to_model_classes(dataset: FaceDataset, model_classes: tuple[str, ...]) -> FaceDataset:

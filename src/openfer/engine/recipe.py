@@ -53,11 +53,11 @@ DEFAULTS: dict[str, Any] = {
     },
     "augment": None,
     "loss": {"label_smoothing": 0.0, "class_weights": None, "center_lambda": 0.01,
-             "center_alpha": 0.5},
+             "center_alpha": 0.5, "head_weights": None},
     "optimizer": {"name": "adam", "lr": 0.001, "weight_decay": 0.0, "momentum": 0.9,
                   "nesterov": False, "betas": [0.9, 0.999]},
     "scheduler": {"name": "none", "step_size": 10, "gamma": 0.1, "warmup_epochs": 0,
-                  "min_lr": 0.0},
+                  "min_lr": 0.0, "patience": 5},
     "trainer": {
         "max_epochs": 10,
         "seed": 0,
@@ -72,6 +72,8 @@ DEFAULTS: dict[str, Any] = {
         "log_every_n_steps": 50,
         "check_val_every_n_epoch": 1,
         "monitor": "val/accuracy",
+        "early_stopping_patience": None,
+        "early_stopping_min_delta": 0.0,
         "tta_flip": False,
         "progress_bar": True,
     },
@@ -79,11 +81,11 @@ DEFAULTS: dict[str, Any] = {
 }
 
 #: Sections whose content is free-form (passed to a builder that checks its own arguments).
-_FREE_FORM = {"model.args", "augment", "data.options"}
+_FREE_FORM = {"model.args", "augment", "data.options", "loss.head_weights"}
 _OPTIONS = {
-    "method": ("classification", "dacl", "center_loss"),
+    "method": ("classification", "dacl", "center_loss", "multitask"),
     "optimizer.name": ("adam", "adamw", "sgd"),
-    "scheduler.name": ("none", "step", "cosine"),
+    "scheduler.name": ("none", "step", "cosine", "plateau"),
 }
 
 

@@ -125,7 +125,7 @@ class ClassificationTask(L.LightningModule):
         optimizer = build_optimizer(self.recipe["optimizer"], self.model.parameters())
         scheduler = build_scheduler(self.recipe["scheduler"], optimizer,
                                     int(self.trainer.estimated_stepping_batches),
-                                    self.trainer.max_epochs)
+                                    self.trainer.max_epochs, self.recipe["trainer"]["monitor"])
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
@@ -142,12 +142,20 @@ def build_optimizer(config: dict, parameters) -> torch.optim.Optimizer:
                            weight_decay=wd, nesterov=bool(config["nesterov"]))
 
 
-def build_scheduler(config: dict, optimizer, total_steps: int, max_epochs: int):
-    """Lightning scheduler config: ``step`` (per epoch, StepLR) or ``cosine`` (per step,
-    linear warm-up over ``warmup_epochs`` then cosine decay to ``min_lr``)."""
+def build_scheduler(config: dict, optimizer, total_steps: int, max_epochs: int,
+                    monitor: str = "val/accuracy"):
+    """Lightning scheduler config: ``step`` (per epoch, StepLR), ``cosine`` (per step, linear
+    warm-up over ``warmup_epochs`` then cosine decay to ``min_lr``) or ``plateau`` (Keras's
+    ReduceLROnPlateau: multiply by ``gamma`` after ``patience`` epochs without a rise of
+    ``monitor``, down to ``min_lr``)."""
     name = config["name"]
     if name == "none":
         return None
+    if name == "plateau":
+        return {"scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=float(config["gamma"]),
+            patience=int(config["patience"]), min_lr=float(config["min_lr"])),
+            "interval": "epoch", "monitor": monitor}
     if name == "step":
         return {"scheduler": torch.optim.lr_scheduler.StepLR(
             optimizer, step_size=int(config["step_size"]), gamma=float(config["gamma"])),

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import (Callback, EarlyStopping, ModelCheckpoint,
+                                         TQDMProgressBar)
 from lightning.pytorch.loggers import CSVLogger
 
 from ..checkpoint import save_weights
@@ -37,7 +38,12 @@ from .checkpointing import AtomicCheckpointIO, find_resume_checkpoint, read_chec
 from .datamodule import FaceDataModule
 from .recipe import dump_recipe
 from .center_loss import CenterLossTask
+from .multitask import MultiTaskTask
 from .task import ClassificationTask
+
+#: The LightningModule of each recipe ``method``.
+TASKS = {"classification": ClassificationTask, "dacl": CenterLossTask,
+         "center_loss": CenterLossTask, "multitask": MultiTaskTask}
 
 
 def quiet_lightning() -> None:
@@ -85,9 +91,9 @@ def train(recipe: dict, *, output_dir: str | Path | None = None, resume: str | b
     L.seed_everything(seed, workers=True, verbose=False)
     ckpt_path = _resume_path(run_dir, resume)
 
-    task = (CenterLossTask if recipe["method"] in ("dacl", "center_loss")
-            else ClassificationTask)(recipe)
-    datamodule = FaceDataModule(recipe["data"], task.meta, seed)
+    task = TASKS.get(recipe["method"], ClassificationTask)(recipe)
+    datamodule = FaceDataModule(recipe["data"], task.meta, seed,
+                                targets=getattr(task, "target_kinds", None))
     datamodule.setup("fit")  # bad data fails here, before anything is written
     validate = bool(recipe["data"].get("val_split"))
     checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints",
@@ -97,6 +103,10 @@ def train(recipe: dict, *, output_dir: str | Path | None = None, resume: str | b
                                   enable_version_counter=False)
     throughput = Throughput()
     callbacks = [checkpoints, throughput, *(callbacks or [])]
+    if trainer_cfg["early_stopping_patience"] is not None and validate:
+        callbacks.append(EarlyStopping(monitor=trainer_cfg["monitor"], mode="max",
+                                       patience=int(trainer_cfg["early_stopping_patience"]),
+                                       min_delta=float(trainer_cfg["early_stopping_min_delta"])))
     if trainer_cfg["progress_bar"]:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     loggers = [CSVLogger(run_dir, name="logs", version="")]

@@ -45,7 +45,7 @@ def register_model(name: str, meta: ModelMeta, description: str = ""):
 
 def _ensure_loaded() -> None:
     from . import (classifiers, dacl, deep_emotion, emotion_gcn,  # noqa: F401  (register)
-                   fernet)
+                   fernet, multitask)
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -76,6 +76,8 @@ def create_model(name: str, **kwargs: Any) -> torch.nn.Module:
     except TypeError as exc:
         params = ", ".join(p for p in inspect.signature(entry.builder).parameters)
         raise OpenferError(f"model {name!r}: {exc}; its arguments are: {params}") from None
+    except ValueError as exc:           # a builder's check of an argument's value
+        raise OpenferError(f"model {name!r}: {exc}") from None
     meta = getattr(model, "meta", None) or entry.meta
     num_classes = kwargs.get("num_classes")
     classes = kwargs.get("classes")
