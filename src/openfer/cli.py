@@ -19,6 +19,11 @@ EXAMPLES = {
   openfer train --recipe my_recipe.yaml optimizer.lr=0.01 trainer.max_epochs=30
   openfer train --recipe deep_emotion_fer2013 data.root=fer2013.csv.gz \\
       --accelerator cpu --devices 2 --strategy ddp""",
+    "serve": """examples:
+  openfer serve                                   # http://127.0.0.1:8000 (page, /v1/predict, /docs)
+  openfer serve --host 0.0.0.0 --port 8080 --api-key SECRET --workers 2
+  curl -F file=@photo.jpg http://127.0.0.1:8000/v1/predict
+""",
     "predict": """examples:
   openfer predict photo.jpg                       # shipped default model, detector auto
   openfer predict photos/ --recursive --json > results.jsonl
@@ -151,6 +156,38 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true")
 
     commands.add_parser("recipes", help="list shipped training recipes")
+
+    serve = commands.add_parser("serve", help="web service and web page (needs the [serve] "
+                                "extra)", epilog=EXAMPLES["serve"],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--model", default="default",
+                       help="shipped name, .safetensors or .onnx file (default: default)")
+    serve.add_argument("--detector", default="auto", help="auto, yunet, haar (default auto)")
+    serve.add_argument("--yunet", metavar="FILE", help="path of the YuNet ONNX weights")
+    serve.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    serve.add_argument("--api-key", default=None,
+                       help="require this key (X-API-Key header) on /v1 routes; default: "
+                            "$OPENFER_API_KEY, else none")
+    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                       help="allow browser calls from ORIGIN (repeatable; default: none)")
+    serve.add_argument("--max-upload-mb", type=float, default=10.0,
+                       help="largest request body in MB (default 10)")
+    serve.add_argument("--max-pixels", type=int, default=40_000_000,
+                       help="largest declared image size, width x height (default 40,000,000)")
+    serve.add_argument("--max-files", type=int, default=16, help="images per request")
+    serve.add_argument("--max-queue", type=int, default=256,
+                       help="requests in progress before answering 503 (default 256)")
+    serve.add_argument("--max-batch", type=int, default=64,
+                       help="faces classified together (1 turns micro-batching off)")
+    serve.add_argument("--batch-window-ms", type=float, default=5.0,
+                       help="how long a batch waits for more requests (default 5 ms)")
+    serve.add_argument("--detect-threads", type=int, default=2,
+                       help="face detections run in parallel (default 2)")
+    _add_device(serve)
     return parser
 
 
@@ -296,7 +333,32 @@ def cmd_export(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "export": cmd_export,
+def cmd_serve(args) -> int:
+    import os
+
+    try:
+        from .serve import ServeConfig, run
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise OpenferError(f"openfer serve needs the [serve] extra ({exc.name} is missing): "
+                           "pip install 'openfer[serve]'") from None
+    config = ServeConfig(
+        model=args.model, detector=args.detector, yunet=args.yunet, backend=args.backend,
+        device=resolve_device(args.device), max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_pixels=args.max_pixels, max_files=args.max_files, max_queue=args.max_queue,
+        max_batch=args.max_batch, batch_window_ms=args.batch_window_ms,
+        detect_threads=args.detect_threads,
+        api_key=args.api_key or os.environ.get("OPENFER_API_KEY") or None,
+        cors_origins=args.cors_origin)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not config.api_key:
+        print(f"openfer: warning: serving on {args.host} without an API key; anyone who can "
+              "reach this port can use it (--api-key)", file=sys.stderr)
+    run(config, host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "export": cmd_export,
             "models": cmd_models, "recipes": cmd_recipes}
 
 if __name__ == "__main__":

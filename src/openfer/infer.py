@@ -217,11 +217,11 @@ class Recognizer:
         index = 0
         for result, detections, factor in batch:
             for detection, _ in detections:
-                result.faces.append(self._face_result(detection.scaled(factor), probs[index]))
+                result.faces.append(self.face_result(detection.scaled(factor), probs[index]))
                 index += 1
             yield result
 
-    def _face_result(self, detection: DetectedFace, probs: np.ndarray) -> FaceResult:
+    def face_result(self, detection: DetectedFace, probs: np.ndarray) -> FaceResult:
         classes = self.meta.classes
         top = int(np.argmax(probs))
         return FaceResult(

@@ -150,7 +150,7 @@ def _run_face_table(recognizer: Recognizer, path: Path, emit, stats) -> None:
     probs = recognizer.classify(faces[:, :, :, None])
     for face_probs, line in zip(probs, lines):
         result = ImageResult(f"{path}:{line}", width=48, height=48, detector="none")
-        result.faces.append(recognizer._face_result(DetectedFace((0.0, 0.0, 48.0, 48.0)),
+        result.faces.append(recognizer.face_result(DetectedFace((0.0, 0.0, 48.0, 48.0)),
                                                     face_probs))
         stats["read"] += 1
         emit(result)

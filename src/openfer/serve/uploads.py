@@ -1,0 +1,109 @@
+"""Uploaded images: sniff the content, refuse what is not a bounded, decodable image.
+
+A web service meets every kind of bad upload: nothing, text with a ``.jpg`` name, a truncated
+or corrupt file, a huge file, or a tiny file that declares billions of pixels (a decompression
+bomb). Each one becomes an :class:`UploadError` with an HTTP status, a machine-readable code and
+a message a person can act on; the server itself never decodes more than ``max_pixels``.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from ..data.images import pil_to_array
+
+# Magic numbers of the formats the service decodes (the file name is never trusted).
+SIGNATURES: tuple[tuple[str, bytes, int], ...] = (
+    ("jpeg", b"\xff\xd8\xff", 0),
+    ("png", b"\x89PNG\r\n\x1a\n", 0),
+    ("gif", b"GIF87a", 0),
+    ("gif", b"GIF89a", 0),
+    ("bmp", b"BM", 0),
+    ("tiff", b"II*\x00", 0),
+    ("tiff", b"MM\x00*", 0),
+    ("webp", b"WEBP", 8),
+)
+
+
+@dataclass
+class UploadError(Exception):
+    """A rejected upload: HTTP ``status``, a stable ``code`` and a message for a person."""
+
+    status: int
+    code: str
+    message: str
+    file: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.message}" if self.file else self.message
+
+    def body(self) -> dict:
+        return {"error": {"status": self.status, "code": self.code, "message": str(self),
+                          "file": self.file}}
+
+
+def sniff(data: bytes) -> str | None:
+    """The image format the bytes start with, or ``None``."""
+    for name, magic, offset in SIGNATURES:
+        if data[offset:offset + len(magic)] == magic:
+            if name == "webp" and data[:4] != b"RIFF":
+                continue
+            return name
+    return None
+
+
+def decode_upload(data: bytes, name: str, *, max_bytes: int, max_pixels: int,
+                  max_side: int = 4096) -> tuple[np.ndarray, float]:
+    """An RGB ``uint8`` array of an uploaded image, its long side at most ``max_side``.
+
+    Returns ``(image, factor)``: original coordinates = ``factor`` x returned coordinates, so
+    boxes are reported in the uploaded image's pixels. Raises :class:`UploadError`.
+    """
+    if not data:
+        raise UploadError(400, "empty", "the upload is empty (0 bytes); send an image file",
+                          name)
+    if len(data) > max_bytes:
+        raise UploadError(413, "too_large", f"the upload is {len(data):,} bytes, more than the "
+                          f"limit of {max_bytes:,}; send a smaller image", name)
+    kind = sniff(data)
+    if kind is None:
+        head = data[:8].hex(" ")
+        raise UploadError(415, "not_an_image", "the content is not a JPEG, PNG, GIF, BMP, TIFF "
+                          f"or WebP image (it starts with bytes {head}); the file name is not "
+                          "trusted, the content is", name)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise UploadError(413, "too_many_pixels", f"the image declares {width}x"
+                                      f"{height} pixels, more than the limit of {max_pixels:,} "
+                                      "(possible decompression bomb); downscale it", name)
+                if image.format == "JPEG" and max(width, height) > max_side:
+                    image.draft("RGB", (max(1, width * max_side // max(width, height)),
+                                        max(1, height * max_side // max(width, height))))
+                image = ImageOps.exif_transpose(image)
+                array = pil_to_array(image, 3)
+    except UploadError:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise UploadError(413, "too_many_pixels", f"decompression bomb refused ({exc})",
+                          name) from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as exc:
+        raise UploadError(422, "corrupt", f"the {kind.upper()} data cannot be decoded ({exc}); "
+                          "the file is truncated or corrupt", name) from None
+    if array.size == 0:
+        raise UploadError(422, "corrupt", "the image has no pixels", name)
+    full_side = max(width, height)
+    if max(array.shape[:2]) > max_side:
+        scale = max_side / max(array.shape[:2])
+        array = np.asarray(Image.fromarray(array).resize(
+            (max(1, round(array.shape[1] * scale)), max(1, round(array.shape[0] * scale))),
+            Image.BILINEAR, reducing_gap=2.0))
+    return np.ascontiguousarray(array), full_side / max(array.shape[:2])

@@ -1,0 +1,284 @@
+"""openfer serve: a real server on loopback, real photos, every kind of bad upload, the page in
+a real headless browser."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import os
+import shutil
+import socket
+import struct
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+import uvicorn  # noqa: E402
+
+from openfer.serve import ServeConfig, create_app  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+GROUP6 = SHARED / "data" / "photos" / "group6.jpg"
+YUNET = SHARED / "weights" / "yunet.onnx"
+ARTIFACTS = Path(os.environ.get("OPENFER_TEST_ARTIFACTS",
+                                Path(__file__).resolve().parents[1] / "test-artifacts"))
+
+
+class Server:
+    """uvicorn in a thread, on a free loopback port."""
+
+    def __init__(self, config: ServeConfig):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1",
+                                                   port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.time() + 60
+        while not self.server.started:
+            assert time.time() < deadline and self.thread.is_alive(), "server did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def _config(**changes) -> ServeConfig:
+    if not YUNET.is_file():
+        pytest.skip(f"{YUNET} not found (../shared is not beside the repository)")
+    return ServeConfig(detector="yunet", yunet=str(YUNET), **changes)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with Server(_config(max_upload_bytes=2_000_000, max_pixels=30_000_000, max_files=4)) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def group6() -> bytes:
+    if not GROUP6.is_file():
+        pytest.skip(f"{GROUP6} not found (../shared is not beside the repository)")
+    return GROUP6.read_bytes()
+
+
+def _png(width: int, height: int) -> bytes:
+    image = Image.fromarray(np.full((height, width, 3), 128, np.uint8))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _bomb(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A 100-byte PNG that declares 10 gigapixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0,
+                                                             0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+# -- the happy path ---------------------------------------------------------------------------
+
+def test_health_readiness_models_and_docs(server):
+    with httpx.Client(base_url=server.url) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/readyz").json()["ready"] is True
+        model = client.get("/v1/models").json()["models"][0]
+        assert model["architecture"] == "fernet_m" and len(model["classes"]) == 7
+        assert model["input_size"] == [48, 48] and model["detector"] == "yunet"
+        assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
+        assert client.get("/docs").status_code == 200
+
+
+def test_multipart_upload_finds_the_six_faces_in_predict_json_records(server, group6):
+    response = httpx.post(f"{server.url}/v1/predict",
+                          files={"file": ("group6.jpg", group6, "image/jpeg")}, timeout=60)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["images"] == [{"file": "group6.jpg", "width": 1280, "height": 886, "faces": 6}]
+    records = body["records"]
+    assert [r["face"] for r in records] == list(range(6))
+    for record in records:      # the record format of `openfer predict --json`
+        assert {"file", "frame", "time", "face", "box", "detector_score", "landmarks", "label",
+                "confidence", "scores"} <= set(record)
+        assert record["label"] == max(record["scores"], key=record["scores"].get)
+        assert sum(record["scores"].values()) == pytest.approx(1, abs=1e-3)
+        x1, y1, x2, y2 = record["box"]
+        assert 0 <= x1 < x2 <= 1280 and 0 <= y1 < y2 <= 886
+
+
+def test_raw_bytes_and_several_files_give_the_same_faces(server, group6):
+    raw = httpx.post(f"{server.url}/v1/predict", content=group6,
+                     headers={"Content-Type": "image/jpeg"}, timeout=60).json()
+    many = httpx.post(f"{server.url}/v1/predict", timeout=60, files=[
+        ("file", ("a.jpg", group6, "image/jpeg")), ("file", ("b.png", _png(64, 48))),
+    ]).json()
+    assert [i["faces"] for i in many["images"]] == [6, 0]
+    assert [r["label"] for r in raw["records"]] == [r["label"] for r in many["records"][:6]]
+    assert many["records"][6] == {"file": "b.png", "frame": None, "time": None, "face": None,
+                                  "label": None, "note": "no face detected"}
+
+
+def test_detect_false_classifies_the_whole_image_as_one_face(server):
+    face = Image.open(SHARED / "data" / "photos" / "aligned112.png") \
+        if (SHARED / "data" / "photos" / "aligned112.png").is_file() else None
+    if face is None:
+        pytest.skip("aligned112.png not found")
+    buffer = io.BytesIO()
+    face.save(buffer, format="PNG")
+    body = httpx.post(f"{server.url}/v1/predict?detect=false", timeout=30,
+                      files={"file": ("face.png", buffer.getvalue())}).json()
+    assert body["detector"] == "none" and len(body["records"]) == 1
+    assert body["records"][0]["box"] == [0.0, 0.0, float(face.width), float(face.height)]
+
+
+# -- bad input: each kind gets its own 4xx, and the server keeps serving ---------------------
+
+def _bad_uploads(group6: bytes) -> list[tuple[str, dict, int, str]]:
+    flipped = bytearray(_png(64, 64))
+    flipped[40:60] = bytes(b ^ 0xFF for b in flipped[40:60])
+    return [
+        ("empty file", {"files": {"file": ("e.jpg", b"")}}, 400, "empty"),
+        ("empty raw body", {"content": b""}, 400, "empty"),
+        ("text named .jpg", {"files": {"file": ("notes.jpg", b"hello, not a photo\n" * 5)}},
+         415, "not_an_image"),
+        ("PDF", {"files": {"file": ("doc.png", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n" * 20)}},
+         415, "not_an_image"),
+        ("truncated JPEG", {"files": {"file": ("t.jpg", group6[:4000])}}, 422, "corrupt"),
+        ("bit-flipped PNG", {"files": {"file": ("f.png", bytes(flipped))}}, 422, "corrupt"),
+        ("JPEG header only", {"files": {"file": ("h.jpg", b"\xff\xd8\xff\xe0" + b"\0" * 20)}},
+         422, "corrupt"),
+        ("decompression bomb (100000x100000 PNG)", {"files": {"file": ("b.png", _bomb())}},
+         413, "too_many_pixels"),
+        ("over the byte limit", {"files": {"file": ("big.jpg", b"\xff\xd8\xff" + b"\0" * 2_100_000)}},
+         413, "too_large"),
+        ("chunked body over the byte limit",
+         {"content": iter([b"\xff\xd8\xff" + b"\0" * 500_000] * 5),
+          "headers": {"Content-Type": "image/jpeg"}}, 413, "too_large"),
+        ("multipart without a file part", {"files": {"note": (None, "no file")}}, 400,
+         "no_file"),
+        ("five files (limit 4)", {"files": [("file", (f"{i}.png", _png(8, 8))) for i in range(5)]},
+         400, "bad_multipart"),
+    ]
+
+
+def test_every_bad_upload_gets_a_clear_json_4xx_and_the_server_survives(server, group6):
+    seen = []
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for name, request, status, code in _bad_uploads(group6):
+            response = client.post("/v1/predict", **request)
+            error = response.json()["error"]
+            seen.append((name, response.status_code, error["code"]))
+            assert (response.status_code, error["code"]) == (status, code), (name, error)
+            assert error["message"] and len(error["message"]) > 20
+        assert client.post("/v1/predict", files={"file": ("ok.jpg", group6)}).status_code == 200
+        assert client.get("/healthz").status_code == 200
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "serve_bad_uploads.txt").write_text(
+        "".join(f"{status} {code:16s} {name}\n" for name, status, code in seen))
+
+
+def test_api_key_guards_the_v1_routes_but_not_health_or_the_page(group6):
+    with Server(_config(api_key="s3cret")) as s, httpx.Client(base_url=s.url, timeout=30) as c:
+        assert c.get("/v1/models").status_code == 401
+        assert c.get("/v1/models", headers={"X-API-Key": "wrong"}).status_code == 401
+        assert c.get("/v1/models", headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert c.post("/v1/predict", files={"file": ("g.jpg", group6)},
+                      headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert c.get("/healthz").status_code == 200 and c.get("/").status_code == 200
+        assert "access-control-allow-origin" not in c.get(
+            "/v1/models", headers={"Origin": "http://elsewhere", "X-API-Key": "s3cret"}).headers
+
+
+def test_a_full_queue_answers_503_with_retry_after(group6):
+    with Server(_config(max_queue=0)) as s:
+        response = httpx.post(f"{s.url}/v1/predict", files={"file": ("g.jpg", group6)})
+        assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+        assert response.json()["error"]["code"] == "busy"
+        assert httpx.get(f"{s.url}/readyz").status_code == 503
+
+
+def test_concurrent_requests_are_classified_in_shared_batches(server, group6):
+    before = httpx.get(f"{server.url}/v1/stats").json()["batching"]
+
+    def call(_):
+        return httpx.post(f"{server.url}/v1/predict", files={"file": ("g.jpg", group6)},
+                          timeout=120).json()["images"][0]["faces"]
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        assert list(pool.map(call, range(24))) == [6] * 24
+    after = httpx.get(f"{server.url}/v1/stats").json()["batching"]
+    batches, faces = after["batches"] - before["batches"], after["faces"] - before["faces"]
+    assert faces == 144 and batches < 24, (batches, faces)
+
+
+# -- the web page in a real browser -----------------------------------------------------------
+
+def _chromium() -> tuple[str, str]:
+    webdriver = pytest.importorskip("selenium.webdriver")  # noqa: F841
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") \
+        or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver")
+    if not (browser and driver):
+        pytest.skip("no chromium + chromedriver on this machine (Debian: apt-get install "
+                    "chromium chromium-driver; .ci/run installs them)")
+    return browser, driver
+
+
+def test_the_page_shows_boxes_labels_and_bars_for_every_face(server, group6):
+    browser, driver_path = _chromium()
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1400,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options,
+                              service=webdriver.ChromeService(executable_path=driver_path))
+    try:
+        driver.get(server.url + "/")
+        WebDriverWait(driver, 30).until(
+            lambda d: "fernet_m" in d.find_element(By.ID, "status").text)
+        driver.find_element(By.ID, "file").send_keys(str(GROUP6))
+        WebDriverWait(driver, 60).until(
+            lambda d: d.find_element(By.ID, "canvas").get_attribute("data-boxes") != "0")
+        canvas = driver.find_element(By.ID, "canvas")
+        faces = driver.find_elements(By.CSS_SELECTOR, "li.face")
+        assert canvas.get_attribute("data-boxes") == "6" and len(faces) == 6
+        assert (canvas.get_attribute("width"), canvas.get_attribute("height")) == ("1280", "886")
+        labels = {"anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"}
+        for face in faces:
+            assert face.find_element(By.CSS_SELECTOR, ".top").text.split(": ")[1].split(" (")[0] \
+                in labels
+            assert len(face.find_elements(By.CSS_SELECTOR, ".bar")) == 7
+        # the boxes are drawn: pixels on the canvas carry the first box colour (#1f6feb)
+        drawn = driver.execute_script(
+            "const c = document.getElementById('canvas').getContext('2d');"
+            "const d = c.getImageData(0, 0, 1280, 886).data; let n = 0;"
+            "for (let i = 0; i < d.length; i += 4)"
+            "  if (d[i] === 31 && d[i+1] === 111 && d[i+2] === 235) n++;"
+            "return n;")
+        assert drawn > 200
+        assert "group6.jpg: 6 faces" in driver.find_element(By.ID, "status").text
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(ARTIFACTS / "serve_page_group6.png"))
+    finally:
+        driver.quit()
