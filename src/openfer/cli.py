@@ -358,7 +358,8 @@ def cmd_serve(args) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "export": cmd_export,
+COMMANDS = {"serve": cmd_serve, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict,
+            "export": cmd_export,
             "models": cmd_models, "recipes": cmd_recipes}
 
 if __name__ == "__main__":

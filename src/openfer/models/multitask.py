@@ -153,7 +153,7 @@ class MultiTaskNet(nn.Module):
     def forward_heads(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.backbone.forward_features(x)
         pooled = self.backbone.forward_head(features, pre_logits=True)
-        head = getattr(self.backbone, "fc", None) or getattr(self.backbone, "classifier")
+        head = getattr(self.backbone, "fc", None) or self.backbone.classifier
         out = {"emotion": head(pooled)}
         out.update({name: layer(pooled) for name, layer in self.heads.items()})
         return out
