@@ -183,8 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="requests in progress before answering 503 (default 256)")
     serve.add_argument("--max-batch", type=int, default=64,
                        help="faces classified together (1 turns micro-batching off)")
-    serve.add_argument("--batch-window-ms", type=float, default=5.0,
-                       help="how long a batch waits for more requests (default 5 ms)")
+    serve.add_argument("--batch-window-ms", type=float, default=0.0,
+                       help="extra wait of a batch for more requests (default 0: a batch "
+                            "takes what queued while the previous one ran)")
     serve.add_argument("--detect-threads", type=int, default=2,
                        help="face detections run in parallel (default 2)")
     _add_device(serve)

@@ -55,7 +55,7 @@ class ServeConfig:
     max_files: int = 16                           # images in one request
     max_queue: int = 256                          # requests in progress before 503
     max_batch: int = 64                           # faces classified together
-    batch_window_ms: float = 5.0                  # how long a batch waits for company
+    batch_window_ms: float = 0.0                  # extra wait of a batch for company
     detect_threads: int = 2                       # face detectors working in parallel
     api_key: str | None = None                    # required on /v1 routes when set
     cors_origins: list[str] = field(default_factory=list)

@@ -1,11 +1,12 @@
 """Micro-batching: faces from requests that arrive together are classified together.
 
 Each request hands its aligned face crops to :meth:`MicroBatcher.classify` and awaits the
-probabilities. One worker takes the first waiting request, keeps collecting for at most
-``window_ms`` or until ``max_batch`` faces are gathered, runs the model once on all of them in a
-thread of its own, and hands every request its rows. Under load the batches fill up and the
-network runs at its batch throughput instead of its batch-1 latency; alone, a request waits at
-most ``window_ms`` extra. ``max_batch=1`` turns batching off (one request at a time), which
+probabilities. One worker takes every request waiting (up to ``max_batch`` faces), optionally
+waits ``window_ms`` for more company, runs the model once on all of them in a thread of its own,
+and hands every request its rows. Requests that arrive while a batch runs form the next batch,
+so under load the batches fill up by themselves and the network runs at its batch throughput
+instead of its batch-1 latency; alone, a request waits for nobody (``window_ms`` 0, the
+default) or at most ``window_ms``. ``max_batch=1`` turns batching off (one request at a time), which
 ``benchmarks/serve_load.py`` uses as the baseline.
 """
 
@@ -21,7 +22,7 @@ import numpy as np
 
 class MicroBatcher:
     def __init__(self, classify: Callable[[np.ndarray], np.ndarray], *, max_batch: int = 64,
-                 window_ms: float = 5.0):
+                 window_ms: float = 0.0):
         self._classify = classify
         self.max_batch = max(1, int(max_batch))
         self.window = max(0.0, float(window_ms)) / 1000.0
@@ -59,6 +60,7 @@ class MicroBatcher:
         return {"batches": self.batches, "faces": self.faces,
                 "mean_batch": round(self.faces / self.batches, 2) if self.batches else None,
                 "max_batch": self.max_batch, "window_ms": self.window * 1000,
+                "busy_s": round(self.busy_seconds, 2),
                 "waiting": self._queue.qsize() if self._queue else 0}
 
     async def _run(self) -> None:
@@ -67,7 +69,11 @@ class MicroBatcher:
             items = [await self._queue.get()]
             count = len(items[0][0])
             deadline = loop.time() + self.window
-            while count < self.max_batch:
+            while count < self.max_batch and not self._queue.empty():
+                item = self._queue.get_nowait()
+                items.append(item)
+                count += len(item[0])
+            while count < self.max_batch and self.window > 0:
                 timeout = deadline - loop.time()
                 try:
                     item = (self._queue.get_nowait() if timeout <= 0 else
