@@ -21,8 +21,12 @@ class DataFormatError(OpenferError, ValueError):
     reads ``fer2013.csv, line 17, field 'pixels': expected 2304 pixel values, found 2303``.
     """
 
-    def __init__(self, path: str | Path, problem: str, *, line: int | None = None,
-                 field: str | None = None, hint: str | None = None):
+    def __init__(self, path: str | Path, problem: str | None = None, *,
+                 line: int | None = None, field: str | None = None, hint: str | None = None):
+        if problem is None:       # one finished message (how DataLoader workers re-raise it)
+            self.path, self.line, self.field, self.problem = None, None, None, str(path)
+            super().__init__(str(path))
+            return
         self.path = str(path)
         self.line = line
         self.field = field

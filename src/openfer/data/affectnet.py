@@ -23,6 +23,7 @@ counted in ``dataset.dropped``; zero-byte images are skipped with a message in
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import numpy as np
 from ..errors import DataFormatError, OpenferError
 from ..labels import AFFECTNET, AFFECTNET7, LabelSet
 from .dataset import ImageFileDataset
+from .text import read_text
 
 COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
            "facial_landmarks", "expression", "valence", "arousal")
@@ -92,7 +94,7 @@ def eye_alignment(landmarks: np.ndarray, box, size: tuple[int, int]) -> np.ndarr
 def read_csv(path: Path) -> list[dict]:
     """Rows of an AffectNet CSV as dicts with typed fields and their line numbers."""
     rows = []
-    with open(path, encoding="utf-8", newline="") as handle:
+    with io.StringIO(read_text(path), newline="") as handle:
         reader = csv.reader(handle)
         header = [c.strip() for c in next(reader, [])]
         missing = [c for c in COLUMNS if c not in header]
@@ -113,12 +115,18 @@ def read_csv(path: Path) -> list[dict]:
                           "expression": int(record["expression"]),
                           "valence": float(record["valence"]),
                           "arousal": float(record["arousal"]), "line": line}
-            except ValueError as exc:
-                raise DataFormatError(path, f"a numeric field is not a number ({exc})",
+            except (ValueError, OverflowError) as exc:
+                raise DataFormatError(path, f"a numeric field is not a finite number ({exc})",
                                       line=line) from None
+            for name in ("valence", "arousal"):
+                if not math.isfinite(parsed[name]):
+                    raise DataFormatError(path, f"{name} {record[name].strip()!r} is not a "
+                                          "finite number", line=line, field=name)
             text = record["facial_landmarks"].strip()
             try:
                 values = [float(v) for v in text.split(";") if v.strip()] if text else []
+                if not all(math.isfinite(v) for v in values):
+                    raise ValueError("not finite")
             except ValueError:
                 raise DataFormatError(path, "facial_landmarks must be numbers separated by ';'",
                                       line=line, field="facial_landmarks") from None

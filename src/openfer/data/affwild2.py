@@ -10,11 +10,12 @@ annotation directories of any ABAW edition::
 
 EXPR codes are ABAW's order (:data:`openfer.labels.AFFWILD2`: 0 Neutral, 1 Anger, 2 Disgust,
 3 Fear, 4 Happiness, 5 Sadness, 6 Surprise, 7 Other from ABAW 3 on); ``-1`` (not annotated) is
-dropped and 7 (Other, not an expression) dropped and counted. VA lines are ``v,a``; values
-outside [-1, 1] (the ``-5`` marker) are dropped. ``task``: ``expr``, ``va`` or ``mtl`` (frames
-with both, as Emotion-GCN trains). Frames without an image (detector gaps) are dropped and
-counted. Everything is linear in the number of frames: each video folder is listed once and
-frames are matched by number in a dict (the original's O(n²) matching is gone).
+dropped and 7 (Other, not an expression) dropped and counted. VA lines are ``v,a``; the ``-5``
+marker (not annotated) is dropped; any other value outside [-1, 1], NaN or inf is an error.
+``task``: ``expr``, ``va`` or ``mtl`` (frames with both, as Emotion-GCN trains). Frames
+without an image (detector gaps) are dropped and counted. Everything is linear in the number
+of frames: each video folder is listed once and frames are matched by number in a dict (the
+original's O(n²) matching is gone).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 from ..errors import DataFormatError, OpenferError
 from ..labels import AFFWILD2
 from .dataset import ImageFileDataset
+from .text import read_text
 
 EXPR_DIRS = ("EXPR_Set", "EXPR_Classification_Challenge", "EXPR_Recognition_Challenge")
 VA_DIRS = ("VA_Set", "VA_Estimation_Challenge")
@@ -52,7 +54,7 @@ def _find_split_dir(root: Path, task_dirs: tuple[str, ...], split: str) -> Path 
 
 def read_expr(path: Path) -> dict[int, int]:
     """Frame number -> EXPR code, for the annotated frames of one video (``-1`` dropped)."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path).splitlines()
     if not lines or _normal_header(lines[0]) not in EXPR_HEADERS:
         raise DataFormatError(path, f"header {lines[0][:80] if lines else ''!r} is not an ABAW "
                               "EXPR header ('Neutral,Anger,Disgust,Fear,Happiness,Sadness,"
@@ -76,7 +78,7 @@ def read_expr(path: Path) -> dict[int, int]:
 
 def read_va(path: Path) -> dict[int, tuple[float, float]]:
     """Frame number -> (valence, arousal), for the annotated frames (``-5`` markers dropped)."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path).splitlines()
     if not lines or _normal_header(lines[0]) != VA_HEADER:
         raise DataFormatError(path, f"header {lines[0][:80] if lines else ''!r} is not "
                               "'valence,arousal'", line=1)
@@ -90,8 +92,13 @@ def read_va(path: Path) -> dict[int, tuple[float, float]]:
         except (ValueError, IndexError):
             raise DataFormatError(path, f"expected 'valence,arousal', found {line[:40]!r}",
                                   line=frame + 1) from None
-        if -1 <= v <= 1 and -1 <= a <= 1:
-            values[frame] = (v, a)
+        if v == -5 or a == -5:            # ABAW's marker of an unannotated frame
+            continue
+        if not (-1 <= v <= 1 and -1 <= a <= 1):   # also false for NaN
+            raise DataFormatError(path, f"valence and arousal must lie in -1..1 (or be -5 for "
+                                  f"an unannotated frame), found {line.strip()[:40]!r}",
+                                  line=frame + 1)
+        values[frame] = (v, a)
     return values
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import DataFormatError, OpenferError
 from ..labels import RAFDB
 from .dataset import ImageFileDataset
+from .text import read_text
 
 LABEL_FILES = ("list_patition_label.txt", "list_partition_label.txt")
 ATTRIBUTES = ("gender", "race", "age")
@@ -44,7 +45,7 @@ def find_root(root: Path) -> Path:
 def read_labels(path: Path) -> list[tuple[str, int, int]]:
     """``(image_name, label, line)`` for every line of a RAF-DB label file."""
     rows = []
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, raw in enumerate(read_text(path).splitlines(), 1):
         line = raw.strip()
         if not line:
             continue
@@ -68,7 +69,7 @@ def read_labels(path: Path) -> list[tuple[str, int, int]]:
 
 def read_manual_attributes(path: Path) -> tuple[np.ndarray, dict[str, int]]:
     """Landmarks (5, 2) and gender/race/age codes from a ``*_manu_attri.txt`` file."""
-    lines = [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+    lines = [t.strip() for t in read_text(path).splitlines() if t.strip()]
     if len(lines) < 8:
         raise DataFormatError(path, f"expected 8 lines (5 landmarks, gender, race, age), "
                               f"found {len(lines)}")

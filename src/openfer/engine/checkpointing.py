@@ -10,6 +10,8 @@ corrupt last checkpoint falls back to the previous good one.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
 from pathlib import Path
@@ -27,12 +29,28 @@ class CorruptCheckpointError(OpenferError):
     """A checkpoint file is truncated, altered or not an openfer checkpoint."""
 
 
+class CheckpointWriteError(OpenferError):
+    """A checkpoint could not be written (full disk, read-only or forbidden directory)."""
+
+
 def write_checkpoint(checkpoint: dict, path: str | Path) -> None:
+    """Write atomically; a full disk or an unwritable directory is an :class:`OpenferError`
+    that says so, and the previous checkpoint at ``path`` is left as it was."""
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     payload = buffer.getvalue()
     digest = hashlib.sha256(payload).hexdigest().encode()
-    atomic_write_bytes(path, MAGIC + digest + b"\n" + payload)
+    try:
+        atomic_write_bytes(path, MAGIC + digest + b"\n" + payload)
+    except OSError as exc:
+        reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+                  errno.EROFS: "the file system is read-only",
+                  errno.EACCES: "permission denied", errno.EPERM: "permission denied"}.get(
+            exc.errno, exc.strerror or str(exc))
+        raise CheckpointWriteError(
+            f"cannot write the checkpoint {path}: {reason} ({len(payload) + 100:,} bytes "
+            "needed); the previous checkpoints of this run are intact. Free space or choose "
+            "another --output, then continue with --resume") from None
 
 
 def read_checkpoint(path: str | Path, map_location=None) -> dict:
@@ -66,19 +84,27 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def find_resume_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest checkpoint in ``run_dir/checkpoints`` that verifies; ``None`` if there is none.
+    """The most advanced checkpoint in ``run_dir/checkpoints`` that verifies (``last.ckpt``
+    on a tie); ``None`` if there is none.
 
     Unreadable ones are skipped with a warning, so a run killed while a disk filled up or a file
-    was damaged still resumes from its last good state.
+    was damaged still resumes from its last good state. Temporary files a killed process left
+    behind are removed.
     """
     import warnings
 
     directory = Path(run_dir) / "checkpoints"
-    candidates = sorted(directory.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for candidate in candidates:
+    for stale in directory.glob(".*.ckpt.*.tmp"):      # left by a process killed mid-write
+        with contextlib.suppress(OSError):
+            stale.unlink()
+    best, best_key = None, None
+    for candidate in sorted(directory.glob("*.ckpt")):
         try:
-            read_checkpoint(candidate)
-            return candidate
+            state = read_checkpoint(candidate, map_location="cpu")
         except CorruptCheckpointError as exc:
             warnings.warn(f"skipping checkpoint: {exc}", stacklevel=2)
-    return None
+            continue
+        key = (int(state.get("global_step", 0)), candidate.name == "last.ckpt")
+        if best_key is None or key > best_key:
+            best, best_key = candidate, key
+    return best

@@ -232,10 +232,14 @@ def _type_name(default: Any) -> str:
 def _check(recipe: dict, source: str) -> None:
     if not recipe["model"]["name"]:
         raise RecipeError(f"{source}: model.name is not set (e.g. model.name=deep_emotion)")
-    if recipe["data"]["batch_size"] < 1 or recipe["trainer"]["max_epochs"] < 1:
-        raise RecipeError(f"{source}: data.batch_size and trainer.max_epochs must be positive")
-    if recipe["optimizer"]["lr"] <= 0:
-        raise RecipeError(f"{source}: optimizer.lr must be positive")
+    for key, kind in (("data.batch_size", int), ("trainer.max_epochs", int),
+                      ("optimizer.lr", (int, float))):
+        section, name = key.split(".")
+        value = recipe[section][name]
+        if not isinstance(value, kind) or isinstance(value, bool) or not value > 0 \
+                or value != value or value == float("inf"):
+            raise RecipeError(f"{source}: {key} must be a positive "
+                              f"{'whole number' if kind is int else 'number'}, found {value!r}")
 
 
 def dump_recipe(recipe: dict) -> str:

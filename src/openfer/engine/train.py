@@ -96,13 +96,18 @@ def train(recipe: dict, *, output_dir: str | Path | None = None, resume: str | b
                                 targets=getattr(task, "target_kinds", None))
     datamodule.setup("fit")  # bad data fails here, before anything is written
     validate = bool(recipe["data"].get("val_split"))
-    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints",
-                                  filename="best" if validate else "epoch",
-                                  monitor=trainer_cfg["monitor"] if validate else None,
-                                  mode="max", save_last=True, save_top_k=1,
-                                  enable_version_counter=False)
+    # Two checkpoints: best.ckpt when the monitored metric improves, and last.ckpt after every
+    # epoch. (Lightning's save_last writes last.ckpt only when a top-k checkpoint was saved at
+    # the same step, so a run whose metric stopped improving would resume epochs behind.)
+    best_checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
+                                      monitor=trainer_cfg["monitor"], mode="max",
+                                      save_top_k=1, enable_version_counter=False) \
+        if validate else None
+    last_checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last",
+                                      monitor=None, save_top_k=1, enable_version_counter=False)
+    checkpoints = Checkpoints(best_checkpoint, last_checkpoint)
     throughput = Throughput()
-    callbacks = [checkpoints, throughput, *(callbacks or [])]
+    callbacks = [*checkpoints.callbacks, throughput, *(callbacks or [])]
     if trainer_cfg["early_stopping_patience"] is not None and validate:
         callbacks.append(EarlyStopping(monitor=trainer_cfg["monitor"], mode="max",
                                        patience=int(trainer_cfg["early_stopping_patience"]),
@@ -129,8 +134,12 @@ def train(recipe: dict, *, output_dir: str | Path | None = None, resume: str | b
         limit_val_batches=None if validate else 0,
         use_distributed_sampler=False, enable_model_summary=False)
     if trainer.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "recipe.yaml", dump_recipe(recipe))
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / "recipe.yaml", dump_recipe(recipe))
+        except OSError as exc:
+            raise OpenferError(f"cannot write to the output directory {run_dir}: "
+                               f"{exc.strerror or exc}; choose a writable --output") from None
     started = time.time()
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     wall = time.time() - started
@@ -138,6 +147,22 @@ def train(recipe: dict, *, output_dir: str | Path | None = None, resume: str | b
         return {}
     return _finish(recipe, run_dir, checkpoints, datamodule, trainer, throughput, wall,
                    command, ckpt_path, task.meta.crop_fraction)
+
+
+class Checkpoints:
+    """The run's two checkpoint callbacks (best by the monitored metric, and latest)."""
+
+    def __init__(self, best: ModelCheckpoint | None, last: ModelCheckpoint):
+        self.best, self.last = best, last
+        self.callbacks = [c for c in (best, last) if c is not None]
+
+    @property
+    def last_path(self) -> str:
+        return self.last.best_model_path or self.last.last_model_path
+
+    @property
+    def best_path(self) -> str:
+        return (self.best.best_model_path if self.best is not None else "") or self.last_path
 
 
 def _resume_path(run_dir: Path, resume: str | bool | None) -> Path | None:
@@ -193,8 +218,8 @@ def _finish(recipe, run_dir, checkpoints, datamodule, trainer, throughput, wall,
     data = recipe["data"]
     meta = {"training_data": f"{data['dataset']} {data['train_split']} ({data['root']})",
             "recipe": recipe["name"], "command": command, "crop_fraction": crop_fraction}
-    best_path = checkpoints.best_model_path or checkpoints.last_model_path
-    save_weights(_trained_model(checkpoints.last_model_path, recipe, **meta),
+    best_path = checkpoints.best_path
+    save_weights(_trained_model(checkpoints.last_path, recipe, **meta),
                  run_dir / "last.safetensors")
     best = _trained_model(best_path, recipe, **meta)
     report = None

@@ -1,0 +1,116 @@
+"""Every reader of untrusted input, as a fuzz target: ``target(path) -> result``.
+
+A target either returns a result or raises :class:`openfer.errors.OpenferError` (or the
+service's :class:`~openfer.serve.uploads.UploadError`) with a message that names the file;
+anything else is a bug. Shared by the property tests (``tests/test_fuzz.py``), the corpus run
+(``fuzz/run_corpus.py``) and the coverage-guided run (``fuzz/atheris_fuzz.py``).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Callable
+
+
+def _image(path: Path):
+    from openfer.data.images import read_image_bounded
+    return read_image_bounded(path)[0].shape
+
+
+def _image_small(path: Path):
+    from openfer.data.images import read_image
+    return read_image(path, 1).shape
+
+
+def _upload(path: Path):
+    from openfer.serve.uploads import decode_upload
+    return decode_upload(path.read_bytes(), path.name, max_bytes=10_000_000,
+                         max_pixels=40_000_000)[0].shape
+
+
+@functools.lru_cache(maxsize=1)
+def _recognizer():
+    from openfer import Recognizer
+    return Recognizer("default", detector="haar")
+
+
+def _predict(path: Path):
+    result = _recognizer().predict(path)[0]
+    if result.error is not None:      # the predict path reports, never raises, per input
+        from openfer.errors import DataFormatError
+        raise DataFormatError(path, result.error.split(": ", 1)[-1])
+    return len(result.faces)
+
+
+def _fer2013(path: Path):
+    from openfer.data.fer2013 import read_csv
+    return len(read_csv(path)[0])
+
+
+def _rafdb_labels(path: Path):
+    from openfer.data.rafdb import read_labels
+    return len(read_labels(path))
+
+
+def _rafdb_attributes(path: Path):
+    from openfer.data.rafdb import read_manual_attributes
+    return read_manual_attributes(path)[1]
+
+
+def _affectnet(path: Path):
+    from openfer.data.affectnet import read_csv
+    return len(read_csv(path))
+
+
+def _affwild2_expr(path: Path):
+    from openfer.data.affwild2 import read_expr
+    return len(read_expr(path))
+
+
+def _affwild2_va(path: Path):
+    from openfer.data.affwild2 import read_va
+    return len(read_va(path))
+
+
+def _recipe(path: Path):
+    from openfer.engine.recipe import load_recipe
+    return load_recipe(path)["name"]
+
+
+def _checkpoint(path: Path):
+    from openfer.engine.checkpointing import read_checkpoint
+    return sorted(read_checkpoint(path))
+
+
+def _weights(path: Path):
+    from openfer.checkpoint import load_weights
+    return type(load_weights(path)).__name__
+
+
+#: name -> (file suffix, target)
+TARGETS: dict[str, tuple[str, Callable[[Path], object]]] = {
+    "image": (".jpg", _image),
+    "image_gray": (".png", _image_small),
+    "upload": (".bin", _upload),
+    "predict": (".jpg", _predict),
+    "fer2013_csv": (".csv", _fer2013),
+    "rafdb_labels": (".txt", _rafdb_labels),
+    "rafdb_attributes": (".txt", _rafdb_attributes),
+    "affectnet_csv": (".csv", _affectnet),
+    "affwild2_expr": (".txt", _affwild2_expr),
+    "affwild2_va": (".txt", _affwild2_va),
+    "recipe": (".yaml", _recipe),
+    "checkpoint": (".ckpt", _checkpoint),
+    "weights": (".safetensors", _weights),
+}
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    from openfer.errors import OpenferError
+    from openfer.serve.uploads import UploadError
+    return (OpenferError, UploadError)
+
+
+def names_the_file(error: BaseException, path: Path) -> bool:
+    return path.name in str(error) or str(path) in str(error)

@@ -1,0 +1,29 @@
+"""Annotation text files: UTF-8 (a byte-order mark is accepted), or an error naming the place.
+
+Annotation files come from many tools and operating systems; a stray Latin-1 byte must be an
+error that says which file, which line and which byte, not a ``UnicodeDecodeError`` traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import DataFormatError
+
+
+def read_text(path: str | Path) -> str:
+    """The text of ``path`` decoded as UTF-8, or :class:`DataFormatError` with the line."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataFormatError(path, "file not found") from None
+    except OSError as exc:
+        raise DataFormatError(path, f"cannot read the file ({exc.strerror or exc})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataFormatError(path, f"byte 0x{raw[exc.start]:02x} at offset {exc.start} is not "
+                              "UTF-8 text", line=line,
+                              hint="re-save the file as UTF-8") from None
