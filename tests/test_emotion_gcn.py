@@ -64,3 +64,132 @@ def test_embedding_sources(tmp_path):
 def test_learned_embeddings_ablation_adds_parameters():
     model = openfer.create_model("emotion_gcn", learn_embeddings=True)
     assert count(model) == 7_631_825 + 9 * 300
+
+
+def test_breg_next_variants_match_the_originals_counts_and_keys():
+    assert count(openfer.create_model("breg_next")) == 3_072_567
+    assert count(openfer.create_model("breg_next_multi_task")) == 3_072_825
+    gcn = openfer.create_model("emotion_gcn_breg_next")
+    assert count(gcn) == 3_291_784                    # the unused model._fc0 kept, as there
+    keys = set(gcn.state_dict())
+    assert {"A", "gc1.weight", "gc2.weight", "model._conv0.weight", "model._fc0.weight",
+            "model._model.0._layer_stack.6._shortcut._a"} <= keys
+    assert gcn.gc2.weight.shape == (512, 128)
+    with torch.no_grad():
+        logits, va = gcn.eval()(torch.rand(1, 3, 112, 112))
+    assert logits.shape == (1, 7) and va.shape == (1, 2)
+
+
+def test_bounded_shortcut_is_the_papers_arctan_mapping():
+    from openfer.models.breg_next import BoundedShortcut
+    shortcut = BoundedShortcut()
+    with torch.no_grad():
+        shortcut._a.fill_(2.0)
+        shortcut._c.fill_(0.5)
+    x = torch.linspace(-3, 3, 13)
+    root = (0.5 ** 2 + 1) ** 0.5
+    assert torch.allclose(shortcut(x), torch.atan(2 * x / root) / (2 * root))
+
+
+# -- training: expressions and valence/arousal together --------------------------------------
+
+AFFECTNET_HEADER = ("subDirectory_filePath,face_x,face_y,face_width,face_height,"
+                    "facial_landmarks,expression,valence,arousal")
+
+
+# AffectNet-7 order: neutral, happiness, sadness, surprise, fear, disgust, anger
+VA_CENTRES = [(0.0, 0.0), (0.7, 0.3), (-0.6, -0.3), (0.2, 0.7), (-0.5, 0.6), (-0.6, 0.2),
+              (-0.5, 0.6)]
+
+
+def _synthetic_affectnet(root, n_train=224, n_val=96):
+    """AffectNet's CSV release where the expression is where a bright bar sits and valence and
+    arousal are the brightness of two bands (so all three are learnable from the image). As in
+    real faces, valence and arousal depend on the expression (happiness is pleasant, surprise
+    and fear are aroused) and vary within it."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = root / "Manually_Annotated_Images" / "001"
+    images.mkdir(parents=True)
+    lists = root / "Manually_Annotated_file_lists"
+    lists.mkdir()
+    for split, n in (("training", n_train), ("validation", n_val)):
+        rows = []
+        for i in range(n):
+            expression = int(rng.integers(7))
+            valence, arousal = (np.array(VA_CENTRES[expression]) + rng.uniform(-0.3, 0.3, 2)
+                                ).clip(-1, 1)
+            image = rng.integers(70, 110, (64, 64)).astype(np.float64)
+            image[4:20, 2 + expression * 9:2 + expression * 9 + 6] = 250
+            image[26:40, :] = 128 + 120 * valence
+            image[46:60, :] = 128 + 120 * arousal
+            name = f"{split}_{i:04d}.jpg"
+            Image.fromarray(np.repeat(image.clip(0, 255).astype(np.uint8)[:, :, None], 3, 2)
+                            ).save(images / name, quality=95)
+            rows.append(f"001/{name},0,0,64,64,,{expression},{valence:.4f},{arousal:.4f}")
+        (lists / f"{split}.csv").write_text(AFFECTNET_HEADER + "\n" + "\n".join(rows) + "\n")
+    return root
+
+
+def _train_on_synthetic_affectnet(tmp_path, model_name: str, epochs: int):
+    from openfer.data import load_dataset
+    from openfer.engine.recipe import load_recipe
+    from openfer.engine.train import train
+    from openfer.evaluate import evaluate
+
+    root = _synthetic_affectnet(tmp_path / "affectnet")
+    recipe = load_recipe("emotion_gcn_affectnet", [
+        f"data.root={root}", f"model.name={model_name}", "model.args={input_size: 32}",
+        "data.options={align: false}", "augment=null", "optimizer.name=adam",
+        "optimizer.lr=0.0005", "optimizer.weight_decay=0", "data.batch_size=32",
+        f"trainer.max_epochs={epochs}", "trainer.progress_bar=false"])
+    summary = train(recipe, output_dir=tmp_path / "run")
+    rows = (tmp_path / "run" / "logs" / "metrics.csv").read_text()
+    assert "train/loss_cont" in rows and "val/valence/ccc" in rows and "val/arousal/ccc" in rows
+    assert summary["metrics"]["n"] == 96
+    model = openfer.load_model(tmp_path / "run" / "best.safetensors")
+    return evaluate(model, load_dataset("affectnet7", root, "val", image_size=(32, 32),
+                                        channels=3))
+
+
+def test_multi_task_breg_next_learns_expressions_and_valence_arousal_together(tmp_path):
+    pytest.importorskip("lightning")
+    report = _train_on_synthetic_affectnet(tmp_path, "breg_next_multi_task", epochs=6)
+    assert report["accuracy"] > 0.9, report["accuracy"]                  # chance 1/7
+    assert report["heads"]["valence"]["ccc"] > 0.7, report["heads"]       # chance 0
+    assert report["heads"]["arousal"]["ccc"] > 0.7, report["heads"]
+
+
+def test_emotion_gcn_breg_next_trains_with_the_joint_loss_and_learns_expressions(tmp_path):
+    """The GCN ties the valence and arousal regressors to the expression classifiers (their
+    graph rows are mixtures of the expression rows), so from scratch on 224 images they lag
+    far behind the separate heads above; the expression part must still learn, and evaluation
+    must report valence/arousal."""
+    pytest.importorskip("lightning")
+    report = _train_on_synthetic_affectnet(tmp_path, "emotion_gcn_breg_next", epochs=8)
+    assert report["accuracy"] > 0.6, report["accuracy"]                  # chance 1/7
+    assert {"valence", "arousal"} <= set(report["heads"])
+    assert all(-1 <= report["heads"][d]["ccc"] <= 1 for d in ("valence", "arousal"))
+
+
+def test_lambda_multi_weights_the_valence_arousal_loss():
+    pytest.importorskip("lightning")
+    from openfer.engine.emotion_gcn import EmotionGCNTask
+    from openfer.engine.recipe import load_recipe
+
+    torch.manual_seed(0)
+    logits, va = torch.randn(8, 7), torch.randn(8, 2)
+    labels = torch.randint(0, 7, (8,))
+    targets = {"valence": torch.rand(8), "arousal": torch.rand(8)}
+    parts = {}
+    for weight in (0.0, 1.0, 2.5):
+        task = EmotionGCNTask(load_recipe("emotion_gcn_affectnet", [
+            "model.name=emotion_gcn_multi_task", f"loss.lambda_multi={weight}"]))
+        categorical, cont = task._losses(logits, va, labels, targets)
+        parts[weight] = float(categorical + task.lambda_multi * cont)
+    assert parts[2.5] - parts[0.0] == pytest.approx(2.5 * (parts[1.0] - parts[0.0]), rel=1e-5)
+    targets["valence"][:7] = float("nan")        # one labelled sample: no CCC, no V/A loss
+    task = EmotionGCNTask(load_recipe("emotion_gcn_affectnet",
+                                      ["model.name=emotion_gcn_multi_task"]))
+    assert float(task._losses(logits, va, labels, targets)[1]) == 0.0

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -144,3 +145,14 @@ def test_conversion_to_model_geometry(small_fer2013):
     image, label = dataset[0]
     assert image.shape == (3, 64, 64) and image.dtype.is_floating_point is False
     assert label == 0
+
+
+def test_grayscale_48px_faces_feed_a_three_channel_48px_model_unchanged():
+    """No resize, only 1 -> 3 channels (Emotion-GCN on FER2013 at 48 px): the channels are
+    copies of the grey image (this path once failed on an in-place op on an expanded view)."""
+    from openfer.data.dataset import convert_uint8_batch
+
+    batch = torch.randint(0, 256, (5, 1, 48, 48), dtype=torch.uint8)
+    out = convert_uint8_batch(batch, (48, 48), 3)
+    assert out.shape == (5, 3, 48, 48) and out.dtype == torch.uint8
+    assert torch.equal(out, batch.expand(-1, 3, -1, -1))

@@ -53,10 +53,27 @@ def predict_heads(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: i
     model = model.to(device).eval()
     out: dict[str, list] = {}
     for images in _batches(dataset, batch_size):
-        for name, value in model.forward_heads(to_model_input(images.to(device),
-                                                              model.meta)).items():
+        with torch.inference_mode():
+            heads = _heads(model, to_model_input(images.to(device), model.meta))
+        for name, value in heads.items():
             out.setdefault(name, []).append(value.float().cpu())
     return {name: torch.cat(values).numpy() for name, values in out.items()}
+
+
+def _heads(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Named extra outputs: ``forward_heads`` of a multi-task model, or the columns of the
+    second output of a model with ``meta.extra_outputs`` (Emotion-GCN's valence, arousal)."""
+    if hasattr(model, "forward_heads"):
+        return model.forward_heads(x)
+    extra = tuple(model.meta.extra_outputs or ())
+    output = model(x)
+    if not extra or isinstance(output, torch.Tensor):
+        return {}
+    return {name: output[1][:, i:i + 1] for i, name in enumerate(extra)}
+
+
+def _head_names(model: torch.nn.Module) -> list[str]:
+    return list(getattr(model, "head_sizes", {})) or list(model.meta.extra_outputs or ())
 
 
 def head_reports(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 256,
@@ -67,7 +84,7 @@ def head_reports(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: in
     from .models.multitask import ATTRIBUTE_CLASSES, head_kind
 
     dataset = getattr(dataset, "dataset", dataset)
-    wanted = [n for n in getattr(model, "head_sizes", {}) if n in dataset.targets]
+    wanted = [n for n in _head_names(model) if n in dataset.targets]
     if not wanted:
         return {}
     outputs = predict_heads(model, dataset, batch_size=batch_size, device=device)

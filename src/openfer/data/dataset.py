@@ -143,7 +143,7 @@ def convert_uint8_batch(batch: torch.Tensor, size: tuple[int, int], channels: in
     if tuple(x.shape[-2:]) != tuple(size):
         x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False,
                                             antialias=True)
-    return x.round_().clamp_(0, 255).to(torch.uint8)
+    return x.round().clamp_(0, 255).to(torch.uint8)   # not round_(): x may be an expand()
 
 
 class ImageFileDataset(FaceDataset):

@@ -53,7 +53,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "augment": None,
     "loss": {"label_smoothing": 0.0, "class_weights": None, "center_lambda": 0.01,
-             "center_alpha": 0.5, "head_weights": None},
+             "center_alpha": 0.5, "head_weights": None, "lambda_multi": 1.0},
     "optimizer": {"name": "adam", "lr": 0.001, "weight_decay": 0.0, "momentum": 0.9,
                   "nesterov": False, "betas": [0.9, 0.999]},
     "scheduler": {"name": "none", "step_size": 10, "gamma": 0.1, "warmup_epochs": 0,
@@ -83,7 +83,7 @@ DEFAULTS: dict[str, Any] = {
 #: Sections whose content is free-form (passed to a builder that checks its own arguments).
 _FREE_FORM = {"model.args", "augment", "data.options", "loss.head_weights"}
 _OPTIONS = {
-    "method": ("classification", "dacl", "center_loss", "multitask"),
+    "method": ("classification", "dacl", "center_loss", "multitask", "emotion_gcn"),
     "optimizer.name": ("adam", "adamw", "sgd"),
     "scheduler.name": ("none", "step", "cosine", "plateau"),
 }

@@ -38,12 +38,14 @@ from .checkpointing import AtomicCheckpointIO, find_resume_checkpoint, read_chec
 from .datamodule import FaceDataModule
 from .recipe import dump_recipe
 from .center_loss import CenterLossTask
+from .emotion_gcn import EmotionGCNTask
 from .multitask import MultiTaskTask
 from .task import ClassificationTask
 
 #: The LightningModule of each recipe ``method``.
 TASKS = {"classification": ClassificationTask, "dacl": CenterLossTask,
-         "center_loss": CenterLossTask, "multitask": MultiTaskTask}
+         "center_loss": CenterLossTask, "multitask": MultiTaskTask,
+         "emotion_gcn": EmotionGCNTask}
 
 
 def quiet_lightning() -> None:

@@ -104,15 +104,25 @@ class GraphConvolution(nn.Module):
 class EmotionGCN(nn.Module):
     def __init__(self, num_classes: int = 7, embeddings: str | Path | None = None,
                  learn_embeddings: bool = False, correlation=None, tau: float = 0.1,
-                 p: float = 0.5, embedding_dim: int = 300):
+                 p: float = 0.5, embedding_dim: int = 300, backbone: str = "densenet121"):
         super().__init__()
         correlation = AFFECTNET_SPEARMAN if correlation is None else np.asarray(correlation)
         # The original's A: a parameter (first state-dict key) that forward detaches.
         self.A = nn.Parameter(torch.as_tensor(label_graph(correlation, num_classes, tau, p),
                                               dtype=torch.float32), requires_grad=False)
-        self.features = densenet121().features
+        if backbone == "densenet121":
+            self.features = densenet121().features
+            feature_dim = 1024
+        elif backbone == "breg_next":                # the original's BReGNeXt_GCN
+            from .breg_next import BReGNeXt
+            self.model = BReGNeXt(num_classes)
+            feature_dim = BReGNeXt.feature_dim
+        else:
+            raise OpenferError(f"Emotion-GCN backbone must be densenet121 or breg_next, not "
+                               f"{backbone!r}")
+        self.backbone = backbone
         self.gc1 = GraphConvolution(embedding_dim, 512)
-        self.gc2 = GraphConvolution(512, 1024)
+        self.gc2 = GraphConvolution(512, feature_dim)
         self.relu = nn.LeakyReLU(0.2)
         self.num_classes = num_classes
         inputs = node_embeddings(embeddings, embedding_dim)
@@ -128,6 +138,8 @@ class EmotionGCN(nn.Module):
         return self.gc2(hidden, adjacency)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backbone == "breg_next":
+            return self.model.features(x)[:, :, None, None]  # (B, 128, 1, 1), average-pooled
         return self.features(x)                              # (B, 1024, 7, 7) at 227 px
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False):
@@ -170,6 +182,21 @@ def emotion_gcn(num_classes: int = 7, classes=None, embeddings: str | None = Non
         raise OpenferError("emotion_gcn's graph has the 7 AffectNet expressions as nodes")
     model = EmotionGCN(num_classes, embeddings, learn_embeddings, tau=tau, p=p)
     model.meta = _META.replace(input_size=(input_size, input_size))
+    return model
+
+
+@register_model("emotion_gcn_breg_next", _META.replace(architecture="emotion_gcn_breg_next",
+                                                      input_size=(112, 112)))
+def emotion_gcn_breg_next(num_classes: int = 7, classes=None, embeddings: str | None = None,
+                          learn_embeddings: bool = False, tau: float = 0.1, p: float = 0.5,
+                          input_size: int = 112) -> nn.Module:
+    """Emotion-GCN on BReG-NeXt (GCN 300→512→128), 112 px; 3.29 M params."""
+    if classes is not None and len(classes) != 7:
+        raise OpenferError("emotion_gcn's graph has the 7 AffectNet expressions as nodes")
+    model = EmotionGCN(num_classes, embeddings, learn_embeddings, tau=tau, p=p,
+                       backbone="breg_next")
+    model.meta = _META.replace(architecture="emotion_gcn_breg_next",
+                               input_size=(input_size, input_size))
     return model
 
 

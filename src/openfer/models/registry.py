@@ -44,7 +44,7 @@ def register_model(name: str, meta: ModelMeta, description: str = ""):
 
 
 def _ensure_loaded() -> None:
-    from . import (classifiers, dacl, deep_emotion, emotion_gcn,  # noqa: F401  (register)
+    from . import (breg_next, classifiers, dacl, deep_emotion, emotion_gcn,  # noqa: F401
                    fernet, multitask)
 
 
