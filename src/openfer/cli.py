@@ -83,6 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, help="overrides trainer.seed")
     train.add_argument("--device", help="shortcut: cpu or cuda (sets --accelerator)")
 
+    cv = commands.add_parser("cv", help="k-fold cross-validation of one or more chained "
+                             "recipes (CK+/MMI subject-independent protocol)")
+    cv.add_argument("--recipe", action="append", required=True,
+                    help="a recipe; repeat to chain stages per fold (FMPN: stage 1, then 2)")
+    cv.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                    help="recipe overrides for every stage, e.g. data.root=path/to/CKPlus")
+    cv.add_argument("--folds", type=int, default=10, help="number of folds (default 10)")
+    cv.add_argument("--fold", type=int, action="append",
+                    help="run only this fold (repeatable); default all")
+    cv.add_argument("--output", required=True, help="folder for fold_<k>/ runs and "
+                    "cv_summary.json; rerun the same command to resume")
+
     evaluate = commands.add_parser("eval", help="evaluate a model on a labelled data set",
                                    epilog=EXAMPLES["eval"],
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -232,6 +244,22 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_cv(args) -> int:
+    try:
+        from .engine.cross_validation import format_cv, run_cross_validation
+    except ImportError as exc:
+        raise OpenferError(f"training needs the [train] extra ({exc.name} is missing): "
+                           "pip install 'openfer[train]'") from None
+    import shlex
+    import sys
+    result = run_cross_validation(args.recipe, args.overrides, args.output, folds=args.folds,
+                                  only=args.fold,
+                                  command=" ".join(["openfer", *map(shlex.quote,
+                                                                    sys.argv[1:])]))
+    print(format_cv(result))
+    return 0
+
+
 def cmd_eval(args) -> int:
     from .data import load_dataset
     from .evaluate import evaluate
@@ -359,8 +387,8 @@ def cmd_serve(args) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict,
-            "export": cmd_export,
+COMMANDS = {"serve": cmd_serve, "train": cmd_train, "cv": cmd_cv, "eval": cmd_eval,
+            "predict": cmd_predict, "export": cmd_export,
             "models": cmd_models, "recipes": cmd_recipes}
 
 if __name__ == "__main__":

@@ -51,6 +51,21 @@ def _affwild2(root, split, **kw) -> FaceDataset:
     return affwild2.load(root, split, **kw)
 
 
+def _ckplus(root, split, **kw) -> FaceDataset:
+    from . import ckplus
+    return ckplus.load(root, split, **kw)
+
+
+def _ckplus_fmpn(root, split, **kw) -> FaceDataset:
+    from . import fmpn_layout
+    return fmpn_layout.load_ckplus(root, split, **kw)
+
+
+def _mmi_fmpn(root, split, **kw) -> FaceDataset:
+    from . import fmpn_layout
+    return fmpn_layout.load_mmi(root, split, **kw)
+
+
 #: Reader per data set name:
 #: ``reader(root, split, *, image_size, channels, classes, **options) -> FaceDataset``.
 DATASETS: dict[str, Callable[..., FaceDataset]] = {
@@ -60,6 +75,9 @@ DATASETS: dict[str, Callable[..., FaceDataset]] = {
     "affectnet": _affectnet,
     "affectnet7": _affectnet7,
     "affwild2": _affwild2,
+    "ckplus": _ckplus,
+    "ckplus_fmpn": _ckplus_fmpn,
+    "mmi_fmpn": _mmi_fmpn,
 }
 
 

@@ -57,7 +57,12 @@ DEFAULTS: dict[str, Any] = {
     "optimizer": {"name": "adam", "lr": 0.001, "weight_decay": 0.0, "momentum": 0.9,
                   "nesterov": False, "betas": [0.9, 0.999]},
     "scheduler": {"name": "none", "step_size": 10, "gamma": 0.1, "warmup_epochs": 0,
-                  "min_lr": 0.0, "patience": 5},
+                  "min_lr": 0.0, "patience": 5, "decay_epochs": 0},
+    # FMPN (method: fmpn): stage "mask" trains the mask generator alone, "joint" everything;
+    # masks "computed" (from the training split), "released" (<root>/imgs_res/<fold>) or a
+    # folder of <class>.png ("{fold}" is replaced by data.options.fold).
+    "fmpn": {"stage": "joint", "masks": "computed", "lambda_mask": 0.1, "generator_lr": 1e-5,
+             "generator_from": None},
     "trainer": {
         "max_epochs": 10,
         "seed": 0,
@@ -72,6 +77,7 @@ DEFAULTS: dict[str, Any] = {
         "log_every_n_steps": 50,
         "check_val_every_n_epoch": 1,
         "monitor": "val/accuracy",
+        "monitor_mode": "max",
         "early_stopping_patience": None,
         "early_stopping_min_delta": 0.0,
         "tta_flip": False,
@@ -83,9 +89,11 @@ DEFAULTS: dict[str, Any] = {
 #: Sections whose content is free-form (passed to a builder that checks its own arguments).
 _FREE_FORM = {"model.args", "augment", "data.options", "loss.head_weights"}
 _OPTIONS = {
-    "method": ("classification", "dacl", "center_loss", "multitask", "emotion_gcn"),
+    "method": ("classification", "dacl", "center_loss", "multitask", "emotion_gcn", "fmpn"),
     "optimizer.name": ("adam", "adamw", "sgd"),
-    "scheduler.name": ("none", "step", "cosine", "plateau"),
+    "scheduler.name": ("none", "step", "cosine", "plateau", "linear_decay"),
+    "trainer.monitor_mode": ("max", "min"),
+    "fmpn.stage": ("mask", "joint"),
 }
 
 

@@ -145,12 +145,21 @@ def build_optimizer(config: dict, parameters) -> torch.optim.Optimizer:
 def build_scheduler(config: dict, optimizer, total_steps: int, max_epochs: int,
                     monitor: str = "val/accuracy"):
     """Lightning scheduler config: ``step`` (per epoch, StepLR), ``cosine`` (per step, linear
-    warm-up over ``warmup_epochs`` then cosine decay to ``min_lr``) or ``plateau`` (Keras's
+    warm-up over ``warmup_epochs`` then cosine decay to ``min_lr``), ``linear_decay`` (per
+    epoch, FMPN's: constant, then linear to 0 over ``decay_epochs``) or ``plateau`` (Keras's
     ReduceLROnPlateau: multiply by ``gamma`` after ``patience`` epochs without a rise of
     ``monitor``, down to ``min_lr``)."""
     name = config["name"]
     if name == "none":
         return None
+    if name == "linear_decay":
+        # FMPN's (CycleGAN's) "lambda" policy with epoch_count 1: constant for max_epochs -
+        # decay_epochs epochs, then linear towards 0: 1 - max(0, e + 2 - constant) / (decay + 1).
+        decay = int(config["decay_epochs"])
+        constant = max_epochs - decay
+        return {"scheduler": torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda e: 1.0 - max(0, e + 2 - constant) / float(decay + 1)),
+            "interval": "epoch"}
     if name == "plateau":
         return {"scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max", factor=float(config["gamma"]),

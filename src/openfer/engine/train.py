@@ -39,13 +39,14 @@ from .datamodule import FaceDataModule
 from .recipe import dump_recipe
 from .center_loss import CenterLossTask
 from .emotion_gcn import EmotionGCNTask
+from .fmpn import FMPNTask
 from .multitask import MultiTaskTask
 from .task import ClassificationTask
 
 #: The LightningModule of each recipe ``method``.
 TASKS = {"classification": ClassificationTask, "dacl": CenterLossTask,
          "center_loss": CenterLossTask, "multitask": MultiTaskTask,
-         "emotion_gcn": EmotionGCNTask}
+         "emotion_gcn": EmotionGCNTask, "fmpn": FMPNTask}
 
 
 def quiet_lightning() -> None:
@@ -102,8 +103,9 @@ def train(recipe: dict, *, output_dir: str | Path | None = None, resume: str | b
     # epoch. (Lightning's save_last writes last.ckpt only when a top-k checkpoint was saved at
     # the same step, so a run whose metric stopped improving would resume epochs behind.)
     best_checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
-                                      monitor=trainer_cfg["monitor"], mode="max",
-                                      save_top_k=1, enable_version_counter=False) \
+                                      monitor=trainer_cfg["monitor"],
+                                      mode=trainer_cfg["monitor_mode"], save_top_k=1,
+                                      enable_version_counter=False) \
         if validate else None
     last_checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last",
                                       monitor=None, save_top_k=1, enable_version_counter=False)
@@ -111,7 +113,8 @@ def train(recipe: dict, *, output_dir: str | Path | None = None, resume: str | b
     throughput = Throughput()
     callbacks = [*checkpoints.callbacks, throughput, *(callbacks or [])]
     if trainer_cfg["early_stopping_patience"] is not None and validate:
-        callbacks.append(EarlyStopping(monitor=trainer_cfg["monitor"], mode="max",
+        callbacks.append(EarlyStopping(monitor=trainer_cfg["monitor"],
+                                       mode=trainer_cfg["monitor_mode"],
                                        patience=int(trainer_cfg["early_stopping_patience"]),
                                        min_delta=float(trainer_cfg["early_stopping_min_delta"])))
     if trainer_cfg["progress_bar"]:

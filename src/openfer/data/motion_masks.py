@@ -1,0 +1,115 @@
+"""FMPN's pseudo ground-truth facial-motion masks, one per class, from training data only.
+
+Sequence data (CK+, or any data set whose samples carry ``reference_paths``, the neutral first
+frame of their sequence): the mask of class c is the average over the training samples of c of
+|expressive face − its neutral face| (aligned faces, grey), as the FMPN paper describes. Image
+data sets without sequences (FER2013, RAF-DB, AffectNet): |mean face of c − mean neutral face|,
+this project's analogue (the paper has none; FMPN released no AffectNet masks). Each mask is then
+min-max normalised to 0–255, as FMPN's released ``imgs_res/<fold>/<class>.png`` are; a class with
+no motion of its own (neutral, or a class absent from the fold) gets the mean of the other
+classes' masks. :func:`write_masks` stores them in FMPN's layout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import OpenferError
+from ..labels import Emotion
+from . import images as imageio
+
+
+def _grey(batch: torch.Tensor) -> np.ndarray:
+    x = batch.float()
+    if x.shape[1] == 3:
+        x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    return x[:, 0].numpy().astype(np.float64)
+
+
+def _normalise(sums: np.ndarray, counts: np.ndarray, classes) -> np.ndarray:
+    k = len(sums)
+    means = sums / np.maximum(counts, 1)[:, None, None]
+    masks = np.zeros_like(means)
+    has = np.zeros(k, bool)
+    for c in range(k):
+        low, high = means[c].min(), means[c].max()
+        if counts[c] and high > low and classes[c] is not Emotion.NEUTRAL:
+            masks[c] = (means[c] - low) / (high - low) * 255
+            has[c] = True
+    if not has.any():
+        raise OpenferError("no class has motion: motion masks need expressive and neutral faces")
+    for c in np.flatnonzero(~has):
+        masks[c] = masks[has].mean(0)
+    return masks.round().clip(0, 255).astype(np.uint8)
+
+
+def compute_class_masks(dataset, batch_size: int = 256) -> np.ndarray:
+    """``uint8`` (num_classes, H, W) masks at the data set's image size (see module doc)."""
+    k = len(dataset.classes)
+    h, w = dataset.image_size
+    sums, counts = np.zeros((k, h, w)), np.zeros(k, np.int64)
+    references = getattr(dataset, "reference_paths", None)
+    labels = np.asarray(dataset.labels)
+    if references is not None:                                   # sequences: |expr − neutral|
+        cache: dict[str, np.ndarray] = {}
+        for i in range(len(dataset)):
+            face = _grey(dataset[i][0][None])[0]
+            ref = str(references[i])
+            if ref not in cache:
+                image = imageio.read_image(references[i], 1)
+                cache[ref] = imageio.resize(image, (h, w))[:, :, 0].astype(np.float64)
+            sums[labels[i]] += np.abs(face - cache[ref])
+            counts[labels[i]] += 1
+        return _normalise(sums, counts, dataset.classes)
+    neutral = [i for i, e in enumerate(dataset.classes) if e is Emotion.NEUTRAL]
+    if not neutral:
+        raise OpenferError(f"{dataset.name} has neither neutral frames of sequences nor a "
+                           "neutral class: give FMPN masks (fmpn.masks=<folder>) instead")
+    for start in range(0, len(dataset), batch_size):
+        index = np.arange(start, min(start + batch_size, len(dataset)))
+        item = dataset[index] if hasattr(dataset, "images") else None
+        if item is None:
+            faces = np.stack([_grey(dataset[int(i)][0][None])[0] for i in index])
+        else:
+            faces = _grey(item[0])
+        for c in np.unique(labels[index]):
+            sums[c] += faces[labels[index] == c].sum(0)
+            counts[c] += int((labels[index] == c).sum())
+    means = sums / np.maximum(counts, 1)[:, None, None]
+    differences = np.abs(means - means[neutral[0]]) * counts.clip(0, 1)[:, None, None]
+    return _normalise(differences, np.ones(k, np.int64) * (counts > 0), dataset.classes)
+
+
+def write_masks(masks: np.ndarray, folder: str | Path) -> list[Path]:
+    """``<folder>/<class>.png`` for each class (FMPN's ``imgs_res/<fold>/`` layout)."""
+    from PIL import Image
+
+    from ..fileio import atomic_write_with
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for c, mask in enumerate(masks):
+        path = folder / f"{c}.png"
+        atomic_write_with(path, lambda tmp, m=mask: Image.fromarray(m).save(tmp, format="PNG"))
+        written.append(path)
+    return written
+
+
+def read_masks(folder: str | Path, num_classes: int) -> np.ndarray:
+    """``<folder>/<class>.png`` → ``uint8`` (num_classes, H, W): masks written by
+    :func:`write_masks`, or one fold of FMPN's ``imgs_res/<fold>/``."""
+    folder = Path(folder)
+    masks = []
+    for c in range(num_classes):
+        path = folder / f"{c}.png"
+        if not path.is_file():
+            raise OpenferError(f"{path} not found: masks are <folder>/<class index>.png, one "
+                               f"per class (0..{num_classes - 1})")
+        masks.append(imageio.read_image(path, 1)[:, :, 0])
+    if len({m.shape for m in masks}) != 1:
+        raise OpenferError(f"{folder}: the masks must share one size")
+    return np.stack(masks)

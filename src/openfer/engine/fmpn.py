@@ -1,0 +1,164 @@
+"""FMPN training, both stages (METHODS.md section 4; ``method: fmpn`` recipes).
+
+Stage ``mask`` (the original's ``resface`` solver): the mask generator alone learns the class's
+pseudo ground-truth motion mask, L = MSE(M, M_gt); only its parameters are optimised.
+Stage ``joint`` (``res_cls``): L = CE(logits, y) + λ·MSE(M, M_gt) with λ = ``fmpn.lambda_mask``
+(0.1 as released; the paper's weighting, reported as 10, is a recipe override), one Adam over
+classifier + fusion at ``optimizer.lr`` and the generator at ``fmpn.generator_lr`` (1e-5); the
+generator starts from ``fmpn.generator_from`` (a stage-1 run, its weights file, or a folder with
+``generator.safetensors`` or the original's ``*_net_resface.pth``).
+
+Masks (``fmpn.masks``): ``computed`` from the training split only
+(:func:`openfer.data.motion_masks.compute_class_masks`, written to ``<run>/masks/``),
+``released`` (FMPN's ``<data.root>/imgs_res/<fold>/``) or a folder of ``<class>.png`` (``{fold}``
+is replaced by the fold). Each sample's target is its class's mask, brought to the image's size
+and cropped and flipped together with the image (the original's shared ``lucky_dict``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import OpenferError
+from ..models.fmpn import FMPN, load_parts, mask_loss
+from .task import ClassificationTask, build_optimizer, build_scheduler
+from ..data.transforms import crop_batch, normalize
+
+
+class FMPNTask(ClassificationTask):
+    def __init__(self, recipe: dict):
+        super().__init__(recipe)
+        if not isinstance(self.model, FMPN):
+            raise OpenferError(f"method fmpn needs model.name=fmpn, not "
+                               f"{recipe['model']['name']!r}")
+        config = recipe["fmpn"]
+        self.stage = config["stage"]
+        self.lambda_mask = float(config["lambda_mask"])
+        self.register_buffer("class_masks", torch.zeros(0), persistent=False)
+        self._val_mse: list[torch.Tensor] = []
+        if config.get("generator_from"):
+            load_generator(self.model, config["generator_from"])
+
+    # -- masks ---------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self.class_masks.numel():
+            return
+        data = self.trainer.datamodule.train_set
+        masks = self._masks(data)
+        size = tuple(data.image_size)
+        tensor = torch.from_numpy(masks).float()[:, None] / 255.0
+        if tuple(tensor.shape[-2:]) != size:
+            tensor = F.interpolate(tensor, size=size, mode="bilinear", align_corners=False,
+                                   antialias=True)
+        self.class_masks = tensor.clamp(0, 1).to(self.device)
+
+    def _masks(self, train_set) -> np.ndarray:
+        from ..data import load_dataset
+        from ..data.motion_masks import compute_class_masks, read_masks, write_masks
+
+        cfg = self.recipe["data"]
+        options = dict(cfg.get("options") or {})
+        source = self.recipe["fmpn"]["masks"]
+        names = [str(e.value) for e in train_set.classes]
+        if source == "computed":
+            raw = load_dataset(cfg["dataset"], cfg["root"], cfg["train_split"],
+                               image_size=tuple(train_set.image_size), channels=1,
+                               classes=cfg.get("classes"), **options)
+            masks = compute_class_masks(raw)
+            order = [str(e.value) for e in raw.classes]
+            masks = np.stack([masks[order.index(n)] for n in names])
+            if self.trainer.is_global_zero:
+                write_masks(masks, Path(self.trainer.default_root_dir) / "masks")
+            return masks
+        folder = (Path(cfg["root"]) / "imgs_res" / str(options.get("fold", 0))
+                  if source == "released" else Path(str(source).format(fold=options.get("fold"))))
+        masks = read_masks(folder, len(names))
+        return masks        # FMPN's masks are in the data set's own class order, as the labels
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _inputs(self, images: torch.Tensor, labels: torch.Tensor, train: bool):
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        m = self.class_masks[labels].to(x.dtype)
+        both = torch.cat([x, m], 1)
+        five = bool(self.augment is not None and self.augment.five_crop and train)
+        both = crop_batch(both, tuple(self.meta.input_size), random_five=five)
+        if train and self.augment is not None:
+            both = self.augment(both)
+        return normalize(both[:, :3], self.meta), both[:, 3:]
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        x, target = self._inputs(images, labels, train=True)
+        logits, mask = self.model.forward_with_mask(x)
+        mse = mask_loss(mask, target)
+        self.log("train/mask_mse", mse, prog_bar=True, on_step=False, on_epoch=True)
+        if self.stage == "mask":
+            self.log("train/loss", mse, on_step=True, on_epoch=True)
+            return mse
+        ce = F.cross_entropy(logits, labels, weight=self.class_weights,
+                             label_smoothing=float(self.recipe["loss"]["label_smoothing"]))
+        loss = ce + self.lambda_mask * mse
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        self.log("train/loss_cls", ce, on_step=False, on_epoch=True)
+        self.log("train/accuracy", (logits.argmax(1) == labels).float().mean(), prog_bar=True,
+                 on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        images, labels = batch
+        x, target = self._inputs(images, labels, train=False)
+        logits, mask = self.model.forward_with_mask(x)
+        self.val_accuracy.update(logits, labels)
+        self.val_mean_class_accuracy.update(logits, labels)
+        self.val_macro_f1.update(logits, labels)
+        self.log("val/loss", F.cross_entropy(logits, labels), on_epoch=True, sync_dist=True,
+                 batch_size=len(labels))
+        self.log("val/mask_mse", mask_loss(mask, target), on_epoch=True, sync_dist=True,
+                 batch_size=len(labels))
+
+    # -- optimisation --------------------------------------------------------------------------
+    def configure_optimizers(self):
+        config = dict(self.recipe["optimizer"])
+        if self.stage == "mask":
+            groups = [{"params": self.model.generator.parameters()}]
+        else:
+            groups = [{"params": self.model.classifier.parameters()},
+                      {"params": self.model.fusion.parameters()},
+                      {"params": self.model.generator.parameters(),
+                       "lr": float(self.recipe["fmpn"]["generator_lr"])}]
+        optimizer = build_optimizer(config, groups)
+        scheduler = build_scheduler(self.recipe["scheduler"], optimizer,
+                                    int(self.trainer.estimated_stepping_batches),
+                                    self.trainer.max_epochs, self.recipe["trainer"]["monitor"])
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def load_generator(model: FMPN, source: str | Path) -> None:
+    """Initialise the mask generator from a stage-1 run, weights file or parts folder."""
+    source = Path(source)
+    if source.is_dir() and (source / "best.safetensors").is_file():
+        source = source / "best.safetensors"
+    if source.is_dir():
+        load_parts(model, source, parts=("generator",))
+        return
+    from ..models.registry import load_model
+
+    trained = load_model(source)
+    if not isinstance(trained, FMPN):
+        raise OpenferError(f"{source} is not an FMPN model; fmpn.generator_from needs a stage-1 "
+                           "run of method fmpn")
+    try:
+        model.generator.load_state_dict(trained.generator.state_dict())
+    except RuntimeError as error:
+        raise OpenferError(f"{source}: its mask generator does not fit this model "
+                           f"({str(error).splitlines()[0]}); use the same generator_width") \
+            from None
