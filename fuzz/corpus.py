@@ -98,6 +98,19 @@ def _affwild2_va() -> bytes:
                                             for v in np.linspace(-0.9, 0.9, 6)) + b"-5,-5\n"
 
 
+def _ckplus_emotion() -> bytes:
+    return b"   3.0000000e+00\n"
+
+
+def _fmpn_labels() -> bytes:
+    import pickle
+    return pickle.dumps({"S005_001": 3.0, "S010_002": -1, "S011_001": 7.0}, protocol=2)
+
+
+def _fmpn_list() -> bytes:
+    return b"S005_001_00000009.png\nS005_001_00000010.png\nS005_001_00000011.png\n"
+
+
 def _recipe() -> bytes:
     from openfer.engine.recipe import builtin_recipes
     return builtin_recipes()["deep_emotion_fer2013"].read_bytes()
@@ -139,6 +152,9 @@ SEEDS = {
     "affectnet_csv": lambda: [_affectnet_csv()],
     "affwild2_expr": lambda: [_affwild2_expr()],
     "affwild2_va": lambda: [_affwild2_va()],
+    "ckplus_emotion": lambda: [_ckplus_emotion()],
+    "fmpn_labels": lambda: [_fmpn_labels()],
+    "fmpn_list": lambda: [_fmpn_list()],
     "recipe": lambda: [_recipe()],
     "checkpoint": lambda: [_checkpoint()],
     "weights": lambda: [_weights()],
@@ -146,7 +162,7 @@ SEEDS = {
 
 IMAGE_TARGETS = {"image", "image_gray", "upload", "predict"}
 TEXT_TARGETS = {"fer2013_csv", "rafdb_labels", "rafdb_attributes", "affectnet_csv",
-                "affwild2_expr", "affwild2_va", "recipe"}
+                "affwild2_expr", "affwild2_va", "recipe", "ckplus_emotion", "fmpn_list"}
 
 # -- mutations ---------------------------------------------------------------------------------
 

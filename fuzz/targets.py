@@ -73,6 +73,21 @@ def _affwild2_va(path: Path):
     return len(read_va(path))
 
 
+def _ckplus_emotion(path: Path):
+    from openfer.data.ckplus import read_emotion_file
+    return read_emotion_file(path)
+
+
+def _fmpn_labels(path: Path):
+    from openfer.data.fmpn_layout import read_label_pickle
+    return len(read_label_pickle(path))
+
+
+def _fmpn_list(path: Path):
+    from openfer.data.folds import read_name_list
+    return len(read_name_list(path))
+
+
 def _recipe(path: Path):
     from openfer.engine.recipe import load_recipe
     return load_recipe(path)["name"]
@@ -100,6 +115,9 @@ TARGETS: dict[str, tuple[str, Callable[[Path], object]]] = {
     "affectnet_csv": (".csv", _affectnet),
     "affwild2_expr": (".txt", _affwild2_expr),
     "affwild2_va": (".txt", _affwild2_va),
+    "ckplus_emotion": (".txt", _ckplus_emotion),
+    "fmpn_labels": (".pkl", _fmpn_labels),
+    "fmpn_list": (".csv", _fmpn_list),
     "recipe": (".yaml", _recipe),
     "checkpoint": (".ckpt", _checkpoint),
     "weights": (".safetensors", _weights),

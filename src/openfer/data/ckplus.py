@@ -42,7 +42,7 @@ def read_emotion_file(path: Path) -> int:
     except ValueError:
         raise DataFormatError(path, f"expected one emotion code such as '3.0000000e+00', found "
                               f"{text[:40]!r}", line=1) from None
-    if value != int(value) or not 0 <= value <= 7:
+    if not 0 <= value <= 7 or value != int(value):          # NaN fails the first test
         raise DataFormatError(path, f"emotion code {text!r} is not one of 0..7 (CK+ README)",
                               line=1)
     return int(value)

@@ -62,6 +62,8 @@ def _label(table: dict, name: str, label_set: LabelSet, path: Path) -> int:
     if key not in table:
         raise DataFormatError(path, f"{name}: sequence {key} is not in emotion_labels.pkl")
     value = table[key]
+    if value != value or value in (float("inf"), float("-inf")):
+        raise DataFormatError(path, f"{name}: sequence {key} has label {value!r}")
     code = int(value) - 1 if label_set is CKPLUS_FMPN else int(value)
     if value != int(value) or not 0 <= code < len(label_set.emotions):
         raise DataFormatError(path, f"{name}: sequence {key} has label {value!r}, not an "
