@@ -378,3 +378,19 @@ def test_k_fold_runner_trains_both_stages_per_fold_and_resumes(tmp_path):
     again = run_cross_validation(recipes, [f"data.root={root}"], tmp_path / "cv", folds=2)
     assert again["accuracy"] == result["accuracy"]        # finished folds are not retrained
     assert (fold_dir / "1_ck_joint" / "summary.json").stat().st_mtime_ns == stamp
+
+
+def test_fmpn_exports_to_onnx_with_the_same_logits(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from openfer.checkpoint import save_weights
+    from openfer.cli import main
+
+    model = openfer.create_model("fmpn", classifier="fernet_s", generator_width=8).eval()
+    weights = save_weights(model, tmp_path / "fmpn.safetensors")
+    assert main(["export", "--model", str(weights), "--output", str(tmp_path / "fmpn.onnx"),
+                 "--dynamic-batch"]) == 0
+    session = ort.InferenceSession(str(tmp_path / "fmpn.onnx"))
+    x = np.random.default_rng(0).random((3, 3, 48, 48), dtype=np.float32)
+    (logits,) = session.run(None, {session.get_inputs()[0].name: x})
+    with torch.no_grad():
+        assert np.abs(logits - model(torch.from_numpy(x)).numpy()).max() < 1e-4
