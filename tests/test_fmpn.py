@@ -394,3 +394,33 @@ def test_fmpn_exports_to_onnx_with_the_same_logits(tmp_path):
     (logits,) = session.run(None, {session.get_inputs()[0].name: x})
     with torch.no_grad():
         assert np.abs(logits - model(torch.from_numpy(x)).numpy()).max() < 1e-4
+
+
+def test_released_masks_follow_the_models_class_order(fmpn_data, tmp_path):
+    """FMPN's imgs_res/<fold>/<c>.png are indexed by its own label order; a model with the
+    classes in another order must get each class's own mask."""
+    import shutil
+
+    from openfer.data.fmpn_layout import read_fmpn_masks
+    from openfer.engine.datamodule import to_model_classes
+    from openfer.engine.fmpn import FMPNTask
+    from openfer.engine.recipe import load_recipe
+
+    root = tmp_path / "CKPlus"
+    shutil.copytree(fmpn_data / "CKPlus", root)
+    (root / "imgs").mkdir()
+    for name in (root / "train_ids_4.csv").read_text().split():
+        Image.new("L", (8, 8), 128).save(root / "imgs" / name)
+    order = ["surprise", "sadness", "happiness", "fear", "disgust", "contempt", "anger"]
+    recipe = load_recipe("fmpn_ckplus", [f"data.root={root}", "data.options.fold=4",
+                                         f"model.args.classes=[{', '.join(order)}]",
+                                         "model.args.classifier=fernet_s",
+                                         "model.args.generator_width=8"])
+    task = FMPNTask(recipe)
+    train = to_model_classes(load_dataset("ckplus_fmpn", root, "train", image_size=(70, 70),
+                                          channels=3, fold=4), task.meta.classes)
+    masks = task._masks(train)
+    released = read_fmpn_masks(root, 4, 7)                 # anger, contempt, ..., surprise
+    fmpn_order = ["anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise"]
+    for i, name in enumerate(order):
+        assert np.array_equal(masks[i], released[fmpn_order.index(name)])

@@ -58,27 +58,33 @@ class FMPNTask(ClassificationTask):
         self.class_masks = tensor.clamp(0, 1).to(self.device)
 
     def _masks(self, train_set) -> np.ndarray:
+        """The class masks in the model's class order (the labels the batches carry)."""
         from ..data import load_dataset
         from ..data.motion_masks import compute_class_masks, read_masks, write_masks
 
         cfg = self.recipe["data"]
         options = dict(cfg.get("options") or {})
         source = self.recipe["fmpn"]["masks"]
-        names = [str(e.value) for e in train_set.classes]
+        # The training split as its reader gives it (file-backed sets read no pixels here):
+        # its class order is the order of computed masks and of FMPN's released ones.
+        raw = load_dataset(cfg["dataset"], cfg["root"], cfg["train_split"],
+                           image_size=tuple(train_set.image_size), channels=1,
+                           classes=cfg.get("classes"), **options)
+        order = [str(e.value) for e in raw.classes]
         if source == "computed":
-            raw = load_dataset(cfg["dataset"], cfg["root"], cfg["train_split"],
-                               image_size=tuple(train_set.image_size), channels=1,
-                               classes=cfg.get("classes"), **options)
             masks = compute_class_masks(raw)
-            order = [str(e.value) for e in raw.classes]
-            masks = np.stack([masks[order.index(n)] for n in names])
-            if self.trainer.is_global_zero:
+            if self.trainer.is_global_zero:      # in the data set's order, as FMPN's files
                 write_masks(masks, Path(self.trainer.default_root_dir) / "masks")
-            return masks
-        folder = (Path(cfg["root"]) / "imgs_res" / str(options.get("fold", 0))
-                  if source == "released" else Path(str(source).format(fold=options.get("fold"))))
-        masks = read_masks(folder, len(names))
-        return masks        # FMPN's masks are in the data set's own class order, as the labels
+        else:
+            fold = options.get("fold", 0)
+            folder = (Path(cfg["root"]) / "imgs_res" / str(fold) if source == "released"
+                      else Path(str(source).format(fold=fold)))
+            masks = read_masks(folder, len(order))
+        names = [str(e.value) for e in train_set.classes]
+        missing = [n for n in names if n not in order]
+        if missing:
+            raise OpenferError(f"no motion mask for the model's classes {missing}")
+        return np.stack([masks[order.index(n)] for n in names])
 
     # -- steps ---------------------------------------------------------------------------------
     def _inputs(self, images: torch.Tensor, labels: torch.Tensor, train: bool):
