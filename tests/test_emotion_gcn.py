@@ -193,3 +193,15 @@ def test_lambda_multi_weights_the_valence_arousal_loss():
     task = EmotionGCNTask(load_recipe("emotion_gcn_affectnet",
                                       ["model.name=emotion_gcn_multi_task"]))
     assert float(task._losses(logits, va, labels, targets)[1]) == 0.0
+
+
+def test_class_list_must_be_the_graph_nodes_in_their_order():
+    """Each output column is a graph node; a permuted class list would silently relabel them."""
+    from openfer.errors import OpenferError
+
+    aliases = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "angry"]
+    assert openfer.create_model("emotion_gcn_breg_next", classes=aliases).meta.classes[1] == \
+        "happiness"
+    fer2013_order = ["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
+    with pytest.raises(OpenferError, match="graph's expression nodes in this order"):
+        openfer.create_model("emotion_gcn_breg_next", classes=fer2013_order)

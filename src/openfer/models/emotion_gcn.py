@@ -168,6 +168,22 @@ class MultiTaskDenseNet(nn.Module):
         return self.lin_cat(f), self.lin_cont(f)
 
 
+def _check_node_classes(classes) -> None:
+    """The output columns are the graph's nodes, so the class list must be theirs, in their
+    order (a data set in another order is mapped onto it by name when training)."""
+    if classes is None:
+        return
+    from ..labels import parse_emotion
+    try:
+        names = tuple(parse_emotion(c).value for c in classes)
+    except (ValueError, KeyError):
+        names = tuple(classes)
+    if names != NODES[:7]:
+        raise OpenferError(f"Emotion-GCN's classes are its graph's expression nodes in this "
+                           f"order: {', '.join(NODES[:7])}; got {list(classes)} (leave "
+                           "model.args.classes unset: data sets are mapped onto it by name)")
+
+
 _META = ModelMeta("emotion_gcn", classes=NODES[:7], input_size=(227, 227), channels=3,
                   mean=IMAGENET_MEAN, std=IMAGENET_STD, extra_outputs=("valence", "arousal"),
                   alignment={"method": "box", "margin": 0.0, "square": True}, paper=_PAPER)
@@ -178,8 +194,7 @@ def emotion_gcn(num_classes: int = 7, classes=None, embeddings: str | None = Non
                 learn_embeddings: bool = False, tau: float = 0.1, p: float = 0.5,
                 input_size: int = 227) -> nn.Module:
     """Emotion-GCN (DenseNet-121 + GCN over expressions, valence, arousal), 7.63 M params."""
-    if classes is not None and len(classes) != 7:
-        raise OpenferError("emotion_gcn's graph has the 7 AffectNet expressions as nodes")
+    _check_node_classes(classes)
     model = EmotionGCN(num_classes, embeddings, learn_embeddings, tau=tau, p=p)
     model.meta = _META.replace(input_size=(input_size, input_size))
     return model
@@ -191,8 +206,7 @@ def emotion_gcn_breg_next(num_classes: int = 7, classes=None, embeddings: str | 
                           learn_embeddings: bool = False, tau: float = 0.1, p: float = 0.5,
                           input_size: int = 112) -> nn.Module:
     """Emotion-GCN on BReG-NeXt (GCN 300→512→128), 112 px; 3.29 M params."""
-    if classes is not None and len(classes) != 7:
-        raise OpenferError("emotion_gcn's graph has the 7 AffectNet expressions as nodes")
+    _check_node_classes(classes)
     model = EmotionGCN(num_classes, embeddings, learn_embeddings, tau=tau, p=p,
                        backbone="breg_next")
     model.meta = _META.replace(architecture="emotion_gcn_breg_next",
