@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ..errors import OpenferError
 from ..models.fmpn import FMPN, load_parts, mask_loss
-from .task import ClassificationTask, build_optimizer, build_scheduler
+from .task import ClassificationTask
 from ..data.transforms import crop_batch, normalize
 
 
@@ -130,22 +130,13 @@ class FMPNTask(ClassificationTask):
                  batch_size=len(labels))
 
     # -- optimisation --------------------------------------------------------------------------
-    def configure_optimizers(self):
-        config = dict(self.recipe["optimizer"])
-        if self.stage == "mask":
-            groups = [{"params": self.model.generator.parameters()}]
-        else:
-            groups = [{"params": self.model.classifier.parameters()},
-                      {"params": self.model.fusion.parameters()},
-                      {"params": self.model.generator.parameters(),
-                       "lr": float(self.recipe["fmpn"]["generator_lr"])}]
-        optimizer = build_optimizer(config, groups)
-        scheduler = build_scheduler(self.recipe["scheduler"], optimizer,
-                                    int(self.trainer.estimated_stepping_batches),
-                                    self.trainer.max_epochs, self.recipe["trainer"]["monitor"])
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+    def optimizer_parameters(self):
+        if self.stage == "mask":                      # stage 1: the generator alone
+            return self.model.generator.parameters()
+        return [{"params": self.model.classifier.parameters()},
+                {"params": self.model.fusion.parameters()},
+                {"params": self.model.generator.parameters(),
+                 "lr": float(self.recipe["fmpn"]["generator_lr"])}]
 
 
 def load_generator(model: FMPN, source: str | Path) -> None:

@@ -2,7 +2,8 @@
 
 Methods with their own losses (DACL's sparse center loss, Emotion-GCN's CCC, FMPN's mask loss)
 subclass :class:`ClassificationTask` and override :meth:`ClassificationTask.compute_loss` and
-:meth:`ClassificationTask.configure_optimizers`; nothing here knows how many devices run it.
+:meth:`ClassificationTask.optimizer_parameters` or ``configure_optimizers``; nothing here knows
+how many devices run it.
 
 Determinism: at every training step the global torch generator is reseeded from
 ``(seed, global_step, rank)``, so augmentation and dropout draw the same numbers whether a run
@@ -121,8 +122,12 @@ class ClassificationTask(L.LightningModule):
             metric.reset()
 
     # -- optimisation --------------------------------------------------------------------------
+    def optimizer_parameters(self):
+        """What the optimiser updates: the parameters, or parameter groups with their own lr."""
+        return self.model.parameters()
+
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.recipe["optimizer"], self.model.parameters())
+        optimizer = build_optimizer(self.recipe["optimizer"], self.optimizer_parameters())
         scheduler = build_scheduler(self.recipe["scheduler"], optimizer,
                                     int(self.trainer.estimated_stepping_batches),
                                     self.trainer.max_epochs, self.recipe["trainer"]["monitor"])
