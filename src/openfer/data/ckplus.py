@@ -115,7 +115,6 @@ def load(root, split: str = "all", *, image_size, channels, frames: int = 3,
                                label_set=CKPLUS, native_labels=np.asarray(codes)[index])
     dataset.subjects = [subjects[i] for i in index]
     dataset.reference_paths = [references[i] for i in index]
-    dataset.folds = fold_index[index]
     if dropped:
         dataset.dropped["contempt sequences"] = dropped
     return dataset

@@ -129,6 +129,10 @@ class ArrayFaceDataset(FaceDataset):
         return new
 
 
+#: ITU-R 601 luma weights (PIL's ``convert('L')``): RGB -> grey everywhere in openfer.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
 def convert_uint8_batch(batch: torch.Tensor, size: tuple[int, int], channels: int) -> torch.Tensor:
     """Resize (antialiased bilinear) and change channels of a ``uint8`` (B, C, H, W) batch."""
     x = batch.float()
@@ -136,7 +140,7 @@ def convert_uint8_batch(batch: torch.Tensor, size: tuple[int, int], channels: in
         if channels == 3 and x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         elif channels == 1 and x.shape[1] == 3:
-            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            weights = torch.tensor(LUMA_WEIGHTS).view(1, 3, 1, 1)
             x = (x * weights).sum(1, keepdim=True)
         else:
             raise ValueError(f"cannot convert {x.shape[1]} channels to {channels}")

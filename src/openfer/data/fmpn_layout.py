@@ -86,17 +86,17 @@ def load(root, split: str, *, image_size, channels, label_set: LabelSet,
         lists = [root / f"{split}_ids_{int(fold)}.csv"]
     else:
         raise OpenferError(f"split must be all, train or test, not {split!r}")
-    names, codes = [], []
-    for path in lists:
+    names, codes, list_of_name = [], [], []
+    for number, path in enumerate(lists):
         if not path.is_file():
             raise OpenferError(f"{path} not found (FMPN's split lists)")
         for name in read_name_list(path):
             names.append(name)
             codes.append(_label(table, name, label_set, path))
+            list_of_name.append(number)
     subjects = [subject_of(n) for n in names]
-    if split == "all":
-        check_subject_independent(subjects, np.repeat(
-            np.arange(folds), [len(read_name_list(p)) for p in lists]))
+    if split == "all":                       # the test lists are the folds
+        check_subject_independent(subjects, np.asarray(list_of_name))
     dataset = ImageFileDataset([root / images / n for n in names], np.asarray(codes),
                                label_set.emotions, image_size=image_size, channels=channels,
                                name=f"{label_set.name}:{split}" + (

@@ -20,24 +20,24 @@ import torch
 from ..errors import OpenferError
 from ..labels import Emotion
 from . import images as imageio
+from .dataset import LUMA_WEIGHTS
 
 
 def _grey(batch: torch.Tensor) -> np.ndarray:
     x = batch.float()
     if x.shape[1] == 3:
-        x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        x = (x * torch.tensor(LUMA_WEIGHTS).view(1, 3, 1, 1)).sum(1, keepdim=True)
     return x[:, 0].numpy().astype(np.float64)
 
 
-def _normalise(sums: np.ndarray, counts: np.ndarray, classes) -> np.ndarray:
-    k = len(sums)
-    means = sums / np.maximum(counts, 1)[:, None, None]
-    masks = np.zeros_like(means)
-    has = np.zeros(k, bool)
-    for c in range(k):
-        low, high = means[c].min(), means[c].max()
-        if counts[c] and high > low and classes[c] is not Emotion.NEUTRAL:
-            masks[c] = (means[c] - low) / (high - low) * 255
+def _normalise(motion: np.ndarray, present: np.ndarray, classes) -> np.ndarray:
+    """Min-max each class's motion map to 0-255; classes without motion get the others' mean."""
+    masks = np.zeros_like(motion)
+    has = np.zeros(len(motion), bool)
+    for c in range(len(motion)):
+        low, high = motion[c].min(), motion[c].max()
+        if present[c] and high > low and classes[c] is not Emotion.NEUTRAL:
+            masks[c] = (motion[c] - low) / (high - low) * 255
             has[c] = True
     if not has.any():
         raise OpenferError("no class has motion: motion masks need expressive and neutral faces")
@@ -63,7 +63,8 @@ def compute_class_masks(dataset, batch_size: int = 256) -> np.ndarray:
                 cache[ref] = imageio.resize(image, (h, w))[:, :, 0].astype(np.float64)
             sums[labels[i]] += np.abs(face - cache[ref])
             counts[labels[i]] += 1
-        return _normalise(sums, counts, dataset.classes)
+        return _normalise(sums / np.maximum(counts, 1)[:, None, None], counts > 0,
+                          dataset.classes)
     neutral = [i for i, e in enumerate(dataset.classes) if e is Emotion.NEUTRAL]
     if not neutral:
         raise OpenferError(f"{dataset.name} has neither neutral frames of sequences nor a "
@@ -79,8 +80,7 @@ def compute_class_masks(dataset, batch_size: int = 256) -> np.ndarray:
             sums[c] += faces[labels[index] == c].sum(0)
             counts[c] += int((labels[index] == c).sum())
     means = sums / np.maximum(counts, 1)[:, None, None]
-    differences = np.abs(means - means[neutral[0]]) * counts.clip(0, 1)[:, None, None]
-    return _normalise(differences, np.ones(k, np.int64) * (counts > 0), dataset.classes)
+    return _normalise(np.abs(means - means[neutral[0]]), counts > 0, dataset.classes)
 
 
 def write_masks(masks: np.ndarray, folder: str | Path) -> list[Path]:

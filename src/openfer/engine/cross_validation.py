@@ -48,8 +48,7 @@ def run_cross_validation(recipes: Sequence[str], overrides: Sequence[str], outpu
             recipe = load_recipe(name, fold_overrides)
             if previous is not None and recipe["method"] == "fmpn" and \
                     not recipe["fmpn"].get("generator_from"):
-                recipe = load_recipe(name, [*fold_overrides,
-                                            f"fmpn.generator_from={previous}"])
+                recipe["fmpn"]["generator_from"] = str(previous)
             run_dir = output / f"fold_{fold}" / f"{index}_{recipe['name']}"
             done = run_dir / "summary.json"
             if done.is_file():

@@ -67,11 +67,7 @@ class EmotionGCNTask(ClassificationTask):
     def validation_step(self, batch, batch_idx: int) -> None:
         images, labels, targets = batch
         logits, continuous = self(self.prepare_input(images, train=False))
-        self.val_accuracy.update(logits, labels)
-        self.val_mean_class_accuracy.update(logits, labels)
-        self.val_macro_f1.update(logits, labels)
-        self.log("val/loss", F.cross_entropy(logits, labels), on_epoch=True, sync_dist=True,
-                 batch_size=len(labels))
+        self.update_validation_metrics(logits, labels)
         target = torch.stack([targets[name] for name in DIMENSIONS], 1)
         self._val.append((continuous.float().cpu(), target.float().cpu()))
 

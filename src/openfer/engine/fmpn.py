@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..errors import OpenferError
 from ..models.fmpn import FMPN, load_parts, mask_loss
 from .task import ClassificationTask
-from ..data.transforms import crop_batch, normalize
+from ..data.transforms import normalize
 
 
 class FMPNTask(ClassificationTask):
@@ -92,11 +92,7 @@ class FMPNTask(ClassificationTask):
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         m = self.class_masks[labels].to(x.dtype)
-        both = torch.cat([x, m], 1)
-        five = bool(self.augment is not None and self.augment.five_crop and train)
-        both = crop_batch(both, tuple(self.meta.input_size), random_five=five)
-        if train and self.augment is not None:
-            both = self.augment(both)
+        both = self.crop_and_augment(torch.cat([x, m], 1), train)
         return normalize(both[:, :3], self.meta), both[:, 3:]
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -121,11 +117,7 @@ class FMPNTask(ClassificationTask):
         images, labels = batch
         x, target = self._inputs(images, labels, train=False)
         logits, mask = self.model.forward_with_mask(x)
-        self.val_accuracy.update(logits, labels)
-        self.val_mean_class_accuracy.update(logits, labels)
-        self.val_macro_f1.update(logits, labels)
-        self.log("val/loss", F.cross_entropy(logits, labels), on_epoch=True, sync_dist=True,
-                 batch_size=len(labels))
+        self.update_validation_metrics(logits, labels)
         self.log("val/mask_mse", mask_loss(mask, target), on_epoch=True, sync_dist=True,
                  batch_size=len(labels))
 

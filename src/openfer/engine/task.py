@@ -75,13 +75,18 @@ class ClassificationTask(L.LightningModule):
         self.class_weights.copy_(torch.as_tensor(values, dtype=torch.float32))
 
     # -- steps ---------------------------------------------------------------------------------
-    def prepare_input(self, images: torch.Tensor, train: bool) -> torch.Tensor:
-        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    def crop_and_augment(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """Crop to the input size (one of five at random in training, if asked) and augment;
+        every channel of ``x`` gets the same geometry (FMPN stacks its mask onto the face)."""
         five = bool(self.augment is not None and self.augment.five_crop and train)
         x = crop_batch(x, tuple(self.meta.input_size), random_five=five)
         if train and self.augment is not None:
             x = self.augment(x)
-        x = normalize(x, self.meta)
+        return x
+
+    def prepare_input(self, images: torch.Tensor, train: bool) -> torch.Tensor:
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        x = normalize(self.crop_and_augment(x, train), self.meta)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,14 +110,17 @@ class ClassificationTask(L.LightningModule):
         self.log("train/accuracy", accuracy, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        images, labels = batch
-        logits = self(self.prepare_input(images, train=False))
-        loss = F.cross_entropy(logits, labels)
+    def update_validation_metrics(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Accuracy, mean class accuracy, macro-F1 and ``val/loss`` of one validation batch."""
         self.val_accuracy.update(logits, labels)
         self.val_mean_class_accuracy.update(logits, labels)
         self.val_macro_f1.update(logits, labels)
-        self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(labels))
+        self.log("val/loss", F.cross_entropy(logits, labels), on_epoch=True, sync_dist=True,
+                 batch_size=len(labels))
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        images, labels = batch
+        self.update_validation_metrics(self(self.prepare_input(images, train=False)), labels)
 
     def on_validation_epoch_end(self) -> None:
         self.log("val/accuracy", self.val_accuracy.compute(), prog_bar=True)

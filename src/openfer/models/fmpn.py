@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.dataset import LUMA_WEIGHTS
 from ..errors import OpenferError
 from .meta import ModelMeta
 from .registry import create_model, register_model
@@ -42,7 +43,6 @@ from .registry import create_model, register_model
 _PAPER = "Chen et al., Facial Motion Prior Networks for Facial Expression Recognition, VCIP 2019"
 #: CK+'s seven expressions in FMPN's label order (``emotion_labels.pkl`` code − 1).
 CKPLUS_CLASSES = ("anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise")
-GREY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def init_fmpn(module: nn.Module, gain: float = 0.02) -> None:
@@ -122,7 +122,7 @@ def grey(rgb: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) → (B, 1, H, W) luminance (PIL's ``convert('L')`` weights); grey passes."""
     if rgb.shape[1] == 1:
         return rgb
-    weights = torch.tensor(GREY_WEIGHTS, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+    weights = torch.tensor(LUMA_WEIGHTS, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
     return (rgb * weights).sum(1, keepdim=True)
 
 
