@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="evaluate a model on a labelled data set",
                                    epilog=EXAMPLES["eval"],
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    evaluate.add_argument("--model", required=True,
-                          help="a .safetensors file written by openfer, or a shipped model name")
+    evaluate.add_argument("--model", required=True, action="append",
+                          help="a .safetensors file written by openfer, or a shipped model name; "
+                               "repeat it to evaluate the ensemble (mean of the probabilities)")
     evaluate.add_argument("--dataset", required=True, help="fer2013 or folder")
     evaluate.add_argument("--root", required=True, help="the data set's file or folder")
     evaluate.add_argument("--split", default="all",
@@ -267,7 +268,11 @@ def cmd_eval(args) -> int:
     from .models.registry import load_model
 
     device = resolve_device(args.device)
-    model = load_model(args.model)
+    if len(args.model) == 1:
+        model = load_model(args.model[0])
+    else:
+        from .models.ensemble import Ensemble
+        model = Ensemble([load_model(m) for m in args.model], names=args.model)
     meta = model.meta
     classes = args.classes.split(",") if args.classes else None
     options = _reader_options(args.option)
@@ -279,11 +284,11 @@ def cmd_eval(args) -> int:
     report = evaluate(model, dataset, batch_size=args.batch_size, device=device,
                       tta_flip=args.tta)
     report["split"] = args.split
-    report["model_file"] = str(args.model)
+    report["model_file"] = args.model[0] if len(args.model) == 1 else args.model
     if args.json:
         print(json.dumps(report))
     else:
-        print(f"model {args.model} ({meta.architecture}) on {dataset.name}")
+        print(f"model {' + '.join(args.model)} ({meta.architecture}) on {dataset.name}")
         print(format_report(report))
     return 0
 

@@ -12,6 +12,8 @@
   with learning rate α applies it (c_k ← c_k − α Δc_k).
 * With all attention weights equal to 1 it is the center loss of Wen et al. (ECCV 2016), the
   "center loss" baseline of DACL's table.
+* :func:`distillation_loss` — knowledge distillation (Hinton, Vinyals & Dean, "Distilling the
+  knowledge in a neural network", 2015): T² · KL(softmax(t/T) ‖ softmax(s/T)).
 """
 
 from __future__ import annotations
@@ -117,3 +119,14 @@ def masked_multitask_loss(outputs: dict[str, torch.Tensor], targets: dict[str, t
     if total is None:           # no head has a label: a zero that keeps the graph
         total = sum(o.sum() for o in outputs.values()) * 0.0
     return total, parts
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                      temperature: float) -> torch.Tensor:
+    """Hinton et al.'s soft-target loss, batch mean: ``T² · KL(p_teacher^T ‖ p_student^T)`` with
+    ``p^T = softmax(logits / T)``; the T² keeps its gradients on the scale of the hard-label
+    loss whatever T. Computed in float32 (bf16 autocast would round the log-probabilities)."""
+    t = float(temperature)
+    student = F.log_softmax(student_logits.float() / t, dim=1)
+    teacher = F.log_softmax(teacher_logits.float() / t, dim=1)
+    return F.kl_div(student, teacher, log_target=True, reduction="batchmean") * (t * t)

@@ -64,6 +64,8 @@ class BatchAugment:
     ``erasing_area`` (min, max fraction of the image) with noise (Zhong et al., 2020).
     ``five_crop``: faces loaded larger than the model input (``data.image_size``) are cropped
     to it with one of the five crops at random in training (the centre at evaluation).
+    ``mixup``: the alpha of mixup (Zhang et al., 2018; 0 = off), which the training task applies
+    with :meth:`mix` because it blends the labels too.
     """
 
     hflip: float = 0.5
@@ -73,6 +75,7 @@ class BatchAugment:
     erasing: float = 0.0
     erasing_area: tuple[float, float] = (0.02, 0.25)
     five_crop: bool = False
+    mixup: float = 0.0
 
     @classmethod
     def from_config(cls, config: dict | None) -> "BatchAugment | None":
@@ -102,6 +105,15 @@ class BatchAugment:
         if self.erasing > 0:
             x = self._erase(x)
         return x
+
+    def mix(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Mixup: ``lam * x + (1 - lam) * x[partner]`` with ``lam ~ Beta(mixup, mixup)`` drawn
+        once per batch and a random partner for each face, as the paper's code; returns the
+        blend, the partners and ``lam`` (the loss weighs the two labels by ``lam``, ``1 - lam``)."""
+        alpha = torch.tensor(float(self.mixup))
+        lam = float(torch.distributions.Beta(alpha, alpha).sample())
+        partner = torch.randperm(x.shape[0], device=x.device)
+        return lam * x + (1.0 - lam) * x[partner], partner, lam
 
     def _erase(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape

@@ -63,6 +63,11 @@ DEFAULTS: dict[str, Any] = {
     # folder of <class>.png ("{fold}" is replaced by data.options.fold).
     "fmpn": {"stage": "joint", "masks": "computed", "lambda_mask": 0.1, "generator_lr": 1e-5,
              "generator_from": None},
+    # Knowledge distillation (method: classification): the loss adds alpha * T^2 * KL(teacher ||
+    # student) at temperature T to (1 - alpha) * cross-entropy; the teacher is the ensemble of the
+    # listed weight files or run directories (openfer.models.ensemble), run on the same
+    # augmented batch.
+    "distill": {"teachers": [], "alpha": 0.5, "temperature": 2.0},
     "trainer": {
         "max_epochs": 10,
         "seed": 0,
@@ -238,6 +243,14 @@ def _type_name(default: Any) -> str:
 
 
 def _check(recipe: dict, source: str) -> None:
+    teachers = recipe["distill"]["teachers"]
+    if not isinstance(teachers, list) or not all(isinstance(t, str) for t in teachers):
+        raise RecipeError(f"{source}: distill.teachers must be a list of weight files or run "
+                          f"directories, found {teachers!r}")
+    if not 0.0 <= recipe["distill"]["alpha"] <= 1.0 or not recipe["distill"]["temperature"] > 0:
+        raise RecipeError(f"{source}: distill.alpha must lie in [0, 1] and distill.temperature "
+                          f"be positive, found {recipe['distill']['alpha']!r} and "
+                          f"{recipe['distill']['temperature']!r}")
     if not recipe["model"]["name"]:
         raise RecipeError(f"{source}: model.name is not set (e.g. model.name=deep_emotion)")
     for key, kind in (("data.batch_size", int), ("trainer.max_epochs", int),

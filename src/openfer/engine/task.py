@@ -22,6 +22,9 @@ import torch.nn.functional as F
 import torchmetrics
 
 from ..data.transforms import BatchAugment, crop_batch, normalize
+from ..errors import RecipeError
+from ..losses import distillation_loss
+from ..models.ensemble import SHARED_FIELDS, load_ensemble
 from ..models.registry import create_model
 
 
@@ -54,6 +57,37 @@ class ClassificationTask(L.LightningModule):
         self.val_mean_class_accuracy = torchmetrics.classification.MulticlassAccuracy(
             k, average="macro")
         self.val_macro_f1 = torchmetrics.classification.MulticlassF1Score(k, average="macro")
+        self._init_distillation(recipe)
+
+    def _init_distillation(self, recipe: dict) -> None:
+        """The frozen teacher ensemble of ``distill.teachers`` (not a submodule: it is neither
+        trained nor saved in checkpoints) and the mixup switch."""
+        distill = recipe.get("distill") or {}
+        teachers = list(distill.get("teachers") or [])
+        self.mixup = self.augment is not None and self.augment.mixup > 0
+        self.distill_alpha = float(distill.get("alpha", 0.0))
+        self.distill_temperature = float(distill.get("temperature", 1.0))
+        if (teachers or self.mixup) and \
+                type(self).training_step is not ClassificationTask.training_step:
+            raise RecipeError(f"recipe {recipe['name']}: distill.teachers and augment.mixup work "
+                              f"with method 'classification', not {recipe['method']!r}")
+        object.__setattr__(self, "teacher", None)
+        if not teachers:
+            return
+        teacher = load_ensemble(teachers)
+        for key in SHARED_FIELDS:
+            if getattr(teacher.meta, key) != getattr(self.meta, key):
+                raise RecipeError(
+                    f"recipe {recipe['name']}: distill.teachers: the teachers' {key} is "
+                    f"{getattr(teacher.meta, key)!r} but {recipe['model']['name']}'s is "
+                    f"{getattr(self.meta, key)!r}; a teacher must read the student's input")
+        if self.channels_last:
+            teacher = teacher.to(memory_format=torch.channels_last)
+        object.__setattr__(self, "teacher", teacher)
+
+    def on_fit_start(self) -> None:
+        if self.teacher is not None:
+            self.teacher.to(self.device)
 
     # -- set-up --------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -103,8 +137,19 @@ class ClassificationTask(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, labels = batch
-        logits = self(self.prepare_input(images, train=True))
+        x = self.prepare_input(images, train=True)
+        if self.mixup:
+            x, partner, lam = self.augment.mix(x)
+        logits = self(x)
         loss = self.compute_loss(logits, labels)
+        if self.mixup:
+            loss = lam * loss + (1.0 - lam) * self.compute_loss(logits, labels[partner])
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher_logits = self.teacher(x)
+            soft = distillation_loss(logits, teacher_logits, self.distill_temperature)
+            self.log("train/distillation_loss", soft, on_step=False, on_epoch=True)
+            loss = (1.0 - self.distill_alpha) * loss + self.distill_alpha * soft
         accuracy = (logits.argmax(1) == labels).float().mean()
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
         self.log("train/accuracy", accuracy, prog_bar=True, on_step=False, on_epoch=True)

@@ -130,7 +130,10 @@ def train(recipe: dict, *, output_dir: str | Path | None = None, resume: str | b
         max_epochs=int(trainer_cfg["max_epochs"]), accelerator=trainer_cfg["accelerator"],
         devices=trainer_cfg["devices"], strategy=trainer_cfg["strategy"],
         num_nodes=int(trainer_cfg["num_nodes"]), precision=trainer_cfg["precision"],
-        deterministic=bool(trainer_cfg["deterministic"]), plugins=[AtomicCheckpointIO()],
+        # "warn": deterministic kernels wherever they exist; an op without one (CUDA's
+        # adaptive-average-pool backward, say) warns instead of stopping a GPU run.
+        deterministic="warn" if trainer_cfg["deterministic"] else False,
+        plugins=[AtomicCheckpointIO()],
         callbacks=callbacks, logger=loggers, default_root_dir=run_dir,
         log_every_n_steps=int(trainer_cfg["log_every_n_steps"]),
         check_val_every_n_epoch=int(trainer_cfg["check_val_every_n_epoch"]),

@@ -4,7 +4,10 @@ Not a published method: a plain VGG-style network (stages of two 3x3 conv + BN +
 between stages, global average pooling, dropout, linear head), the design ../shared/docs/DESIGN.md
 measured on this machine (``fernet_m``: 32/64/128/256 channels, 1.17 M parameters, 235 MFLOPs;
 67.3 % FER2013 PublicTest after 25 epochs). ``fernet_s`` halves the widths (a quarter of the
-compute) for CPU latency. ``forward_features`` / ``forward_head`` as every openfer model.
+compute) for CPU latency; ``fernet_l`` doubles them (4.7 M parameters, about the VGG variant of
+Khaireddin & Chen, 2021, without its fully connected layers): a teacher for distillation
+(``distill`` in a recipe), too slow for the default model's CPU budget.
+``forward_features`` / ``forward_head`` as every openfer model.
 """
 
 from __future__ import annotations
@@ -68,3 +71,9 @@ def fernet_m(num_classes: int = 7, classes=None, dropout: float = 0.3) -> nn.Mod
 def fernet_s(num_classes: int = 7, classes=None, dropout: float = 0.2) -> nn.Module:
     """FERNet-S: VGG-style, 16/32/64/128 channels (a quarter of FERNet-M's compute)."""
     return FERNet((16, 32, 64, 128), len(classes) if classes else num_classes, dropout)
+
+
+@register_model("fernet_l", _meta("fernet_l"))
+def fernet_l(num_classes: int = 7, classes=None, dropout: float = 0.4) -> nn.Module:
+    """FERNet-L: VGG-style, 64/128/256/512 channels (4x FERNet-M's compute), a teacher."""
+    return FERNet((64, 128, 256, 512), len(classes) if classes else num_classes, dropout)

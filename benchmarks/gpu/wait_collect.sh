@@ -1,0 +1,18 @@
+#!/bin/bash
+# Wait (at most SECONDS) for distill_fer2013.sh's background job in W, then copy its results to
+# $OUT: the log, and one tar of every run's summary, metrics, recipe, epoch log and the students'
+# weights (the teachers' 19 MB files stay: the device tool returns files of at most 16 MiB).
+W=${1:-/tmp/kd}; LIMIT=${2:-550}
+start=$SECONDS
+while [ $((SECONDS - start)) -lt $LIMIT ] && [ ! -f $W/ALL_DONE ]; do
+  sleep 10
+  pgrep -f distill_fer2013.sh > /dev/null || { echo "the pipeline is not running"; break; }
+  if [ $(((SECONDS - start) % 120)) -lt 10 ]; then
+    echo "[$(date +%T)] gpu: $(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader)"
+  fi
+done
+cp /tmp/kd.log $OUT/ 2>/dev/null
+(cd $W && tar cf $OUT/results.tar --exclude='*.ckpt' --exclude='tensorboard' \
+   --exclude='teacher*/best.safetensors' --exclude='teacher*/last.safetensors' \
+   --exclude='probe_*/*.safetensors' --exclude='*/last.safetensors' --exclude='fer2013.csv.gz' . 2>/dev/null)
+ls -la $OUT; grep -v -i warn /tmp/kd.log | tail -30
