@@ -58,8 +58,12 @@ def unpack(source: str, target: str, check: str | None = None) -> None:
     text.write("emotion,pixels,Usage\n")
     for label, usage, row in zip(labels, usages, pixels):
         text.write(f"{label},{' '.join(map(str, row.tolist()))},{USAGES[usage]}\n")
-    with gzip.open(target, "wt", compresslevel=1, newline="") as handle:
-        handle.write(text.getvalue())
+    if target.endswith(".gz"):
+        with gzip.open(target, "wt", compresslevel=1, newline="") as handle:
+            handle.write(text.getvalue())
+    else:
+        with open(target, "w", newline="") as handle:
+            handle.write(text.getvalue())
 
 
 if __name__ == "__main__":

@@ -15,4 +15,7 @@ cp /tmp/kd.log $OUT/ 2>/dev/null
 (cd $W && tar cf $OUT/results.tar --exclude='*.ckpt' --exclude='tensorboard' \
    --exclude='teacher*/best.safetensors' --exclude='teacher*/last.safetensors' \
    --exclude='probe_*/*.safetensors' --exclude='*/last.safetensors' --exclude='fer2013.csv.gz' . 2>/dev/null)
+if [ ! -f $W/ALL_DONE ]; then   # unfinished students: their best checkpoints so far
+  (cd $W && tar cf $OUT/checkpoints.tar $(ls -d s_*/checkpoints/best.ckpt m_*/checkpoints/best.ckpt 2>/dev/null) 2>/dev/null)
+fi
 ls -la $OUT; grep -v -i warn /tmp/kd.log | tail -30
