@@ -94,3 +94,11 @@ def test_predict_reads_kaggles_unlabelled_test_csv(weights, tmp_path, capsys):
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["file"] for r in records] == [f"{test}:2", f"{test}:3"]
     assert all(r["label"] in openfer.create_model("deep_emotion").meta.classes for r in records)
+
+
+@pytest.mark.parametrize("command", [["train", "--recipe", "fernet_m_fer2013"],
+                                     ["cv", "--recipe", "fmpn_ckplus", "--output", "cv"]])
+def test_training_without_the_train_extra_names_the_extra(command, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "lightning", None)        # as if it were not installed
+    assert main(command) == 2
+    assert "needs the [train] extra (lightning is missing)" in capsys.readouterr().err

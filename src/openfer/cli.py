@@ -221,13 +221,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def cmd_train(args) -> int:
+def _require_training_extra() -> None:
+    """Training imports Lightning and torchmetrics: say which extra to install if they lack."""
     try:
-        from .engine.recipe import load_recipe
-        from .engine.train import train
+        import lightning  # noqa: F401
+        import torchmetrics  # noqa: F401
     except ImportError as exc:
         raise OpenferError(f"training needs the [train] extra ({exc.name} is missing): "
                            "pip install 'openfer[train]'") from None
+
+
+def cmd_train(args) -> int:
+    _require_training_extra()
+    from .engine.recipe import load_recipe
+    from .engine.train import train
+
     overrides = list(args.overrides)
     for flag, key in (("accelerator", "trainer.accelerator"), ("devices", "trainer.devices"),
                       ("strategy", "trainer.strategy"), ("max_epochs", "trainer.max_epochs"),
@@ -246,11 +254,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_cv(args) -> int:
-    try:
-        from .engine.cross_validation import format_cv, run_cross_validation
-    except ImportError as exc:
-        raise OpenferError(f"training needs the [train] extra ({exc.name} is missing): "
-                           "pip install 'openfer[train]'") from None
+    _require_training_extra()
+    from .engine.cross_validation import format_cv, run_cross_validation
+
     import shlex
     import sys
     result = run_cross_validation(args.recipe, args.overrides, args.output, folds=args.folds,
