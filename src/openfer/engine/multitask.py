@@ -63,11 +63,7 @@ class MultiTaskTask(ClassificationTask):
         images, labels, targets = batch
         outputs = self.model.forward_heads(self.prepare_input(images, train=False))
         loss, _ = self._loss(outputs, labels, targets)
-        logits = outputs["emotion"]
-        self.val_accuracy.update(logits, labels)
-        self.val_mean_class_accuracy.update(logits, labels)
-        self.val_macro_f1.update(logits, labels)
-        self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(labels))
+        self.update_validation_metrics(outputs["emotion"], labels, loss=loss)
         for name, target in targets.items():
             prediction = outputs[name].float()
             prediction = prediction[:, 0] if head_kind(name) == "regression" else \

@@ -155,13 +155,16 @@ class ClassificationTask(L.LightningModule):
         self.log("train/accuracy", accuracy, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 
-    def update_validation_metrics(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """Accuracy, mean class accuracy, macro-F1 and ``val/loss`` of one validation batch."""
+    def update_validation_metrics(self, logits: torch.Tensor, labels: torch.Tensor,
+                                  loss: torch.Tensor | None = None) -> None:
+        """Accuracy, mean class accuracy, macro-F1 and ``val/loss`` of one validation batch
+        (``loss``: the method's own, else the cross-entropy of ``logits``)."""
         self.val_accuracy.update(logits, labels)
         self.val_mean_class_accuracy.update(logits, labels)
         self.val_macro_f1.update(logits, labels)
-        self.log("val/loss", F.cross_entropy(logits, labels), on_epoch=True, sync_dist=True,
-                 batch_size=len(labels))
+        if loss is None:
+            loss = F.cross_entropy(logits, labels)
+        self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(labels))
 
     def validation_step(self, batch, batch_idx: int) -> None:
         images, labels = batch
