@@ -1,6 +1,6 @@
 #!/bin/bash
 # Wait (at most SECONDS) for distill_fer2013.sh's background job in W, then copy its results to
-# $OUT: the log, and one tar of every run's summary, metrics, recipe, epoch log and the students'
+# $OUT: the log, one tar of every run's summary, metrics, recipe and epoch log, and the students'
 # weights (the teachers' 19 MB files stay: the device tool returns files of at most 16 MiB).
 W=${1:-/tmp/kd}; LIMIT=${2:-550}
 start=$SECONDS
@@ -12,9 +12,11 @@ while [ $((SECONDS - start)) -lt $LIMIT ] && [ ! -f $W/ALL_DONE ]; do
   fi
 done
 cp /tmp/kd.log $OUT/ 2>/dev/null
-(cd $W && tar cf $OUT/results.tar --exclude='*.ckpt' --exclude='tensorboard' \
-   --exclude='teacher*/best.safetensors' --exclude='teacher*/last.safetensors' \
-   --exclude='probe_*/*.safetensors' --exclude='*/last.safetensors' --exclude='fer2013.csv.gz' . 2>/dev/null)
+(cd $W && tar cf $OUT/results.tar --exclude='*.ckpt' --exclude='*.safetensors' \
+   --exclude='tensorboard' --exclude='fer2013.csv*' . 2>/dev/null)
+for run in s_a09_t2 s_a1_t1 m_a09_t2; do           # the students' weights (1.2-4.7 MB)
+  [ -f $W/$run/best.safetensors ] && cp $W/$run/best.safetensors $OUT/$run.safetensors
+done
 if [ ! -f $W/ALL_DONE ]; then   # unfinished students: their best checkpoints so far
   (cd $W && tar cf $OUT/checkpoints.tar $(ls -d s_*/checkpoints/best.ckpt m_*/checkpoints/best.ckpt 2>/dev/null) 2>/dev/null)
 fi
