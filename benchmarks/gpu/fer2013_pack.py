@@ -11,28 +11,25 @@ Round trip checked by ``unpack --check ORIGINAL``: the same rows, labels, usages
 from __future__ import annotations
 
 import argparse
-import csv
 import gzip
 import io
 import lzma
 import struct
+from pathlib import Path
 
 import numpy as np
 
-USAGES = ("Training", "PublicTest", "PrivateTest")
+from openfer.data.fer2013 import USAGES, _rows, parse_pixels
 
 
 def read_csv(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every row of an official FER2013 CSV, in file order, read (and checked) by openfer's
+    reader: labels, usages (index into ``USAGES``), pixels (N, 2304)."""
     labels, usages, pixels = [], [], []
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", newline="") as handle:
-        reader = csv.reader(handle)
-        if next(reader) != ["emotion", "pixels", "Usage"]:
-            raise SystemExit(f"{path}: not the official FER2013 CSV header")
-        for emotion, row, usage in reader:
-            labels.append(int(emotion))
-            usages.append(USAGES.index(usage))
-            pixels.append(np.array(row.split(), dtype=np.uint8))
+    for line, row in _rows(Path(path)):
+        labels.append(int(row["emotion"]))
+        usages.append(USAGES.index(row["Usage"].strip()))
+        pixels.append(parse_pixels(row["pixels"], Path(path), line).ravel())
     return np.array(labels, np.uint8), np.array(usages, np.uint8), np.stack(pixels)
 
 
@@ -58,12 +55,10 @@ def unpack(source: str, target: str, check: str | None = None) -> None:
     text.write("emotion,pixels,Usage\n")
     for label, usage, row in zip(labels, usages, pixels):
         text.write(f"{label},{' '.join(map(str, row.tolist()))},{USAGES[usage]}\n")
-    if target.endswith(".gz"):
-        with gzip.open(target, "wt", compresslevel=1, newline="") as handle:
-            handle.write(text.getvalue())
-    else:
-        with open(target, "w", newline="") as handle:
-            handle.write(text.getvalue())
+    handle = gzip.open(target, "wt", compresslevel=1, newline="") if target.endswith(".gz") \
+        else open(target, "w", newline="")
+    with handle:
+        handle.write(text.getvalue())
 
 
 if __name__ == "__main__":

@@ -133,6 +133,15 @@ class ArrayFaceDataset(FaceDataset):
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
+def to_grey(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, 1, H, W) luma with :data:`LUMA_WEIGHTS`, in ``x``'s dtype and device;
+    a one-channel batch passes unchanged."""
+    if x.shape[1] == 1:
+        return x
+    weights = torch.tensor(LUMA_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * weights).sum(1, keepdim=True)
+
+
 def convert_uint8_batch(batch: torch.Tensor, size: tuple[int, int], channels: int) -> torch.Tensor:
     """Resize (antialiased bilinear) and change channels of a ``uint8`` (B, C, H, W) batch."""
     x = batch.float()
@@ -140,8 +149,7 @@ def convert_uint8_batch(batch: torch.Tensor, size: tuple[int, int], channels: in
         if channels == 3 and x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         elif channels == 1 and x.shape[1] == 3:
-            weights = torch.tensor(LUMA_WEIGHTS).view(1, 3, 1, 1)
-            x = (x * weights).sum(1, keepdim=True)
+            x = to_grey(x)
         else:
             raise ValueError(f"cannot convert {x.shape[1]} channels to {channels}")
     if tuple(x.shape[-2:]) != tuple(size):

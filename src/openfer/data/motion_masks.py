@@ -20,14 +20,11 @@ import torch
 from ..errors import OpenferError
 from ..labels import Emotion
 from . import images as imageio
-from .dataset import LUMA_WEIGHTS
+from .dataset import to_grey
 
 
 def _grey(batch: torch.Tensor) -> np.ndarray:
-    x = batch.float()
-    if x.shape[1] == 3:
-        x = (x * torch.tensor(LUMA_WEIGHTS).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    return x[:, 0].numpy().astype(np.float64)
+    return to_grey(batch.float())[:, 0].numpy().astype(np.float64)
 
 
 def _normalise(motion: np.ndarray, present: np.ndarray, classes) -> np.ndarray:

@@ -24,7 +24,7 @@ import torchmetrics
 from ..data.transforms import BatchAugment, crop_batch, normalize
 from ..errors import RecipeError
 from ..losses import distillation_loss
-from ..models.ensemble import SHARED_FIELDS, load_ensemble
+from ..models.ensemble import input_mismatch, load_ensemble
 from ..models.registry import create_model
 
 
@@ -75,12 +75,13 @@ class ClassificationTask(L.LightningModule):
         if not teachers:
             return
         teacher = load_ensemble(teachers)
-        for key in SHARED_FIELDS:
-            if getattr(teacher.meta, key) != getattr(self.meta, key):
-                raise RecipeError(
-                    f"recipe {recipe['name']}: distill.teachers: the teachers' {key} is "
-                    f"{getattr(teacher.meta, key)!r} but {recipe['model']['name']}'s is "
-                    f"{getattr(self.meta, key)!r}; a teacher must read the student's input")
+        mismatch = input_mismatch(teacher.meta, self.meta)
+        if mismatch:
+            key, value, reference = mismatch
+            raise RecipeError(
+                f"recipe {recipe['name']}: distill.teachers: the teachers' {key} is {value!r} "
+                f"but {recipe['model']['name']}'s is {reference!r}; a teacher must read the "
+                "student's input")
         if self.channels_last:
             teacher = teacher.to(memory_format=torch.channels_last)
         object.__setattr__(self, "teacher", teacher)

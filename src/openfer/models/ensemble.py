@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,6 +21,15 @@ from ..errors import OpenferError
 
 #: The preprocessing fields every member of an ensemble must agree on.
 SHARED_FIELDS = ("classes", "input_size", "channels", "mean", "std", "crop_fraction")
+
+
+def input_mismatch(meta, reference) -> tuple[str, Any, Any] | None:
+    """The first of :data:`SHARED_FIELDS` where two models' metadata differ, as ``(key, meta's
+    value, reference's value)``; ``None`` when they read the same input and classes."""
+    for key in SHARED_FIELDS:
+        if getattr(meta, key) != getattr(reference, key):
+            return key, getattr(meta, key), getattr(reference, key)
+    return None
 
 
 class Ensemble(nn.Module):
@@ -32,12 +42,13 @@ class Ensemble(nn.Module):
         names = names or [m.meta.architecture for m in members]
         first = members[0].meta
         for name, member in zip(names[1:], members[1:]):
-            for key in SHARED_FIELDS:
-                if getattr(member.meta, key) != getattr(first, key):
-                    raise OpenferError(
-                        f"ensemble member {name}: {key} is {getattr(member.meta, key)!r} but "
-                        f"{names[0]} has {getattr(first, key)!r}; members must read the same "
-                        "input and predict the same classes in the same order")
+            mismatch = input_mismatch(member.meta, first)
+            if mismatch:
+                key, value, reference = mismatch
+                raise OpenferError(
+                    f"ensemble member {name}: {key} is {value!r} but {names[0]} has "
+                    f"{reference!r}; members must read the same input and predict the same "
+                    "classes in the same order")
         self.members = nn.ModuleList(members)
         self.meta = first.replace(architecture="ensemble(" + ", ".join(names) + ")",
                                   metrics={}, recipe=None, command=None,

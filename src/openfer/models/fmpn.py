@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.dataset import LUMA_WEIGHTS
+from ..data.dataset import to_grey as grey  # FMPN fuses the mask with the luma face
 from ..errors import OpenferError
 from .meta import ModelMeta
 from .registry import create_model, register_model
@@ -116,14 +116,6 @@ class FusionNet(nn.Module):
 
     def forward(self, rgb: torch.Tensor, focus: torch.Tensor) -> torch.Tensor:
         return self.model(self.process_a(rgb) + self.process_b(focus))
-
-
-def grey(rgb: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) → (B, 1, H, W) luminance (PIL's ``convert('L')`` weights); grey passes."""
-    if rgb.shape[1] == 1:
-        return rgb
-    weights = torch.tensor(LUMA_WEIGHTS, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
-    return (rgb * weights).sum(1, keepdim=True)
 
 
 class FMPN(nn.Module):
