@@ -5,11 +5,14 @@
 # data carried in .gpu/):
 #   setsid nohup bash benchmarks/gpu/distill_fer2013.sh /tmp/kd TEACHER_EPOCHS STUDENT_EPOCHS \
 #       > /tmp/kd.log 2>&1 &
+# STUDENTS (environment; default "s m") names the student models (fernet_<x>), each run
+# "<x>_e<epochs>"; STUDENT_ARGS adds overrides to every student (e.g. data.batch_size=256
+# optimizer.lr=0.1).
 set -u
 W=${1:-/tmp/kd}; ET=${2:-50}; ES=${3:-45}
 export OMP_NUM_THREADS=4   # several trainings share the machine's 16 cores
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
-mkdir -p $W
+mkdir -p $W; echo $$ > $W/PID
 R=$W/fer2013.csv
 stamp() { echo "[$(date +%T)] $*"; }
 stamp start; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -37,9 +40,9 @@ touch $W/TEACHERS_DONE
 
 # -- students ---------------------------------------------------------------------------------
 teachers="distill.teachers=[$W/teacher0,$W/teacher1,$W/teacher2]"
-variants=("s_a09_t2 model.name=fernet_s"
-          "s_a1_t1 model.name=fernet_s distill.alpha=1.0 distill.temperature=1.0"
-          "m_a09_t2 model.name=fernet_m")
+variants=()
+for x in ${STUDENTS:-s m}; do variants+=("${x}_e$ES model.name=fernet_$x ${STUDENT_ARGS:-}"); done
+printf '%s\n' "${variants[@]}" > $W/STUDENTS
 for v in "${variants[@]}"; do
   set -- $v; name=$1; shift
   timeout $((ES * 20 + 120)) python3 -m openfer train --recipe fernet_s_distill_fer2013 $common \

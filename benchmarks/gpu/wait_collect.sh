@@ -6,7 +6,7 @@ W=${1:-/tmp/kd}; LIMIT=${2:-550}
 start=$SECONDS
 while [ $((SECONDS - start)) -lt $LIMIT ] && [ ! -f $W/ALL_DONE ]; do
   sleep 10
-  pgrep -f distill_fer2013.sh > /dev/null || { echo "the pipeline is not running"; break; }
+  kill -0 "$(cat $W/PID 2>/dev/null)" 2>/dev/null || { echo "the pipeline is not running"; break; }
   if [ $(((SECONDS - start) % 120)) -lt 10 ]; then
     echo "[$(date +%T)] gpu: $(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader)"
   fi
@@ -14,10 +14,10 @@ done
 cp /tmp/kd.log $OUT/ 2>/dev/null
 (cd $W && tar cf $OUT/results.tar --exclude='*.ckpt' --exclude='*.safetensors' \
    --exclude='tensorboard' --exclude='fer2013.csv*' . 2>/dev/null)
-for run in s_a09_t2 s_a1_t1 m_a09_t2; do           # the students' weights (1.2-4.7 MB)
-  [ -f $W/$run/best.safetensors ] && cp $W/$run/best.safetensors $OUT/$run.safetensors
+# the students' weights (1.2-4.7 MB); an unfinished student's best checkpoint so far
+for run in $(cut -d' ' -f1 $W/STUDENTS 2>/dev/null); do
+  if [ -f $W/$run/best.safetensors ]; then cp $W/$run/best.safetensors $OUT/$run.safetensors
+  elif [ -f $W/$run/checkpoints/best.ckpt ]; then cp $W/$run/checkpoints/best.ckpt $OUT/$run.best.ckpt
+  fi
 done
-if [ ! -f $W/ALL_DONE ]; then   # unfinished students: their best checkpoints so far
-  (cd $W && tar cf $OUT/checkpoints.tar $(ls -d s_*/checkpoints/best.ckpt m_*/checkpoints/best.ckpt 2>/dev/null) 2>/dev/null)
-fi
 ls -la $OUT; grep -v -i warn /tmp/kd.log | tail -30

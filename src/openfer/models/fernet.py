@@ -4,9 +4,10 @@ Not a published method: a plain VGG-style network (stages of two 3x3 conv + BN +
 between stages, global average pooling, dropout, linear head), the design ../shared/docs/DESIGN.md
 measured on this machine (``fernet_m``: 32/64/128/256 channels, 1.17 M parameters, 235 MFLOPs;
 67.3 % FER2013 PublicTest after 25 epochs). ``fernet_s`` halves the widths (a quarter of the
-compute) for CPU latency; ``fernet_l`` doubles them (4.7 M parameters, about the VGG variant of
-Khaireddin & Chen, 2021, without its fully connected layers): a teacher for distillation
-(``distill`` in a recipe), too slow for the default model's CPU budget.
+compute) for CPU latency; ``fernet_sm`` sits between them (24/48/96/192 channels), a distillation
+student sized for int8 CPU inference; ``fernet_l`` doubles FERNet-M's widths (4.7 M parameters,
+about the VGG variant of Khaireddin & Chen, 2021, without its fully connected layers): a teacher
+for distillation (``distill`` in a recipe), too slow for the default model's CPU budget.
 ``forward_features`` / ``forward_head`` as every openfer model.
 """
 
@@ -71,6 +72,12 @@ def fernet_m(num_classes: int = 7, classes=None, dropout: float = 0.3) -> nn.Mod
 def fernet_s(num_classes: int = 7, classes=None, dropout: float = 0.2) -> nn.Module:
     """FERNet-S: VGG-style, 16/32/64/128 channels (a quarter of FERNet-M's compute)."""
     return FERNet((16, 32, 64, 128), len(classes) if classes else num_classes, dropout)
+
+
+@register_model("fernet_sm", _meta("fernet_sm"))
+def fernet_sm(num_classes: int = 7, classes=None, dropout: float = 0.25) -> nn.Module:
+    """FERNet-SM: VGG-style, 24/48/96/192 channels (between S and M, 0.56x FERNet-M's compute)."""
+    return FERNet((24, 48, 96, 192), len(classes) if classes else num_classes, dropout)
 
 
 @register_model("fernet_l", _meta("fernet_l"))
