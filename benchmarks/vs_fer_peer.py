@@ -4,6 +4,7 @@ Reports, for both: PublicTest accuracy on FER2013, per-face latency at batch 1 (
 throughput at batch 64, as medians of repeated timings, and the ratios. Not a test.
 
     python benchmarks/vs_fer_peer.py [--model default] [--threads 1] [--backend torch|onnx]
+        [--precision auto|fp32|bf16]
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--backend", default="torch", choices=("torch", "onnx"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--root", type=Path, default=ROOT)
     parser.add_argument("--repeats", type=int, default=200)
     args = parser.parse_args()
@@ -53,12 +55,13 @@ def main() -> None:
     from openfer.data import load_dataset
     from openfer.infer import Recognizer
     from openfer.metrics import classification_report
+    from openfer.models.fusion import native_bf16
 
     test = load_dataset("fer2013", args.root, "PublicTest")
     faces48 = test.images[:, 0].numpy()                                   # (N, 48, 48)
     labels = test.labels
     recognizer = Recognizer(args.model, detector="none", backend=args.backend, batch_size=256,
-                            threads=args.threads)
+                            threads=args.threads, precision=args.precision)
     meta = recognizer.meta
     ours_in = np.stack([cv2.resize(f, tuple(meta.input_size[::-1]), interpolation=cv2.INTER_LINEAR)
                         for f in faces48])[..., None]
@@ -84,9 +87,11 @@ def main() -> None:
     thr_peer = 64 / timed(lambda: peer(b64_peer), max(20, args.repeats // 10))
     result = {
         "split": "FER2013 PublicTest", "n": int(len(labels)), "threads": args.threads,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores", "torch": torch.__version__,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                   f"AMX bf16: {native_bf16()}", "torch": torch.__version__,
         "openfer": {"model": str(args.model), "architecture": meta.architecture,
-                    "backend": args.backend, "accuracy": ours_acc["accuracy"],
+                    "backend": args.backend, "precision": recognizer.precision,
+                    "accuracy": ours_acc["accuracy"],
                     "mean_class_accuracy": ours_acc["mean_class_accuracy"],
                     "macro_f1": ours_acc["macro_f1"], "latency_ms_batch1": lat_ours * 1e3,
                     "faces_per_s_batch64": thr_ours},

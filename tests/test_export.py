@@ -65,7 +65,7 @@ def test_export_cli_and_onnx_backend_agree_with_torch(tmp_path):
     assert main(["export", "--model", str(weights), "--output", str(tmp_path / "m.onnx"),
                  "--dynamic-batch"]) == 0
     faces = np.random.default_rng(0).integers(0, 256, (5, 48, 48, 1), dtype=np.uint8)
-    torch_probs = Recognizer(weights, detector="none").classify(faces)
+    torch_probs = Recognizer(weights, detector="none", precision="fp32").classify(faces)
     onnx_probs = Recognizer(tmp_path / "m.onnx", detector="none").classify(faces)
     auto_probs = Recognizer(weights, detector="none", backend="onnx").classify(faces)
     assert np.abs(torch_probs - onnx_probs).max() < 1e-4

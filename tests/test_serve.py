@@ -99,7 +99,7 @@ def test_health_readiness_models_and_docs(server):
         assert client.get("/healthz").json() == {"status": "ok"}
         assert client.get("/readyz").json()["ready"] is True
         model = client.get("/v1/models").json()["models"][0]
-        assert model["architecture"] == "fernet_s" and len(model["classes"]) == 7
+        assert model["architecture"] == "fernet_m" and len(model["classes"]) == 7
         assert model["input_size"] == [48, 48] and model["detector"] == "yunet"
         assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
         assert client.get("/docs").status_code == 200
@@ -257,7 +257,7 @@ def test_the_page_shows_boxes_labels_and_bars_for_every_face(server, group6):
     try:
         driver.get(server.url + "/")
         WebDriverWait(driver, 30).until(
-            lambda d: "fernet_s" in d.find_element(By.ID, "status").text)
+            lambda d: "fernet_m" in d.find_element(By.ID, "status").text)
         driver.find_element(By.ID, "file").send_keys(str(GROUP6))
         WebDriverWait(driver, 60).until(
             lambda d: d.find_element(By.ID, "canvas").get_attribute("data-boxes") != "0")

@@ -23,7 +23,7 @@ from .fileio import atomic_write_with
 FORMAT_VERSION = 1
 _PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
 #: The shipped weights that ``load_model("default")`` and ``openfer predict`` use.
-DEFAULT_MODEL = "fernet_s.fer2013"
+DEFAULT_MODEL = "fernet_m_distilled.fer2013"
 
 
 def state_digest(state: dict[str, torch.Tensor]) -> str:

@@ -47,6 +47,12 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
                         help="cpu, cuda, cuda:1 or auto (default: auto = cuda if available)")
 
 
+def _add_precision(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="torch backend's arithmetic: auto (default: bf16 on CPUs with AMX "
+                             "bfloat16 units, fp32 elsewhere), fp32 or bf16")
+
+
 def resolve_device(name: str) -> str:
     import torch
 
@@ -139,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--yunet", metavar="FILE", help="path of the YuNet ONNX weights")
     predict.add_argument("--batch-size", type=int, default=64)
     predict.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    _add_precision(predict)
     predict.add_argument("--tta", action="store_true", help="average with the mirrored face")
     predict.add_argument("--strict", action="store_true",
                          help="exit non-zero if any input could not be read")
@@ -181,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--detector", default="auto", help="auto, yunet, haar (default auto)")
     serve.add_argument("--yunet", metavar="FILE", help="path of the YuNet ONNX weights")
     serve.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    _add_precision(serve)
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     serve.add_argument("--api-key", default=None,
                        help="require this key (X-API-Key header) on /v1 routes; default: "
@@ -385,7 +393,8 @@ def cmd_serve(args) -> int:
                            "pip install 'openfer[serve]'") from None
     config = ServeConfig(
         model=args.model, detector=args.detector, yunet=args.yunet, backend=args.backend,
-        device=resolve_device(args.device), max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        precision=args.precision, device=resolve_device(args.device),
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_pixels=args.max_pixels, max_files=args.max_files, max_queue=args.max_queue,
         max_batch=args.max_batch, batch_window_ms=args.batch_window_ms,
         detect_threads=args.detect_threads,

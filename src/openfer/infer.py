@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .data.images import pil_to_array, read_image_bounded, to_channels
-from .data.transforms import to_model_input
+from .data.transforms import to_input_size, to_model_input
 from .errors import DataFormatError, OpenferError
 from .faces.align import BOX_ALIGNMENT, align_face
 from .faces.detect import DetectedFace, create_detector
@@ -107,6 +107,29 @@ def image_to_rgb(image, color: str = "rgb") -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+class FaceScorer(torch.nn.Module):
+    """``uint8`` faces (B, C, H, W) at the model's input size -> class probabilities: the
+    normalisation, the model and the softmax as one module, so that the fused inference graph
+    (:mod:`openfer.models.fusion`) holds all of them (at batch 1 the small tensor operations
+    around a model cost as much as its last layers)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model, self.meta = model, model.meta
+        self.shift = [m * 255.0 for m in self.meta.mean]          # floats, whatever the dtype
+        self.scale = [1.0 / (s * 255.0) for s in self.meta.std]
+
+    def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        shape = (1, len(self.shift), 1, 1)
+        shift = torch.tensor(self.shift, device=faces.device).view(shape)
+        scale = torch.tensor(self.scale, device=faces.device).view(shape)
+        x = (faces.to(torch.float32) - shift) * scale
+        weight = next(self.model.parameters(), None)
+        output = self.model(x if weight is None else x.to(weight.dtype))
+        logits = output if isinstance(output, torch.Tensor) else output[0]
+        return logits.float().softmax(-1)
+
+
 class Recognizer:
     """Detect, align and classify faces with one model.
 
@@ -115,11 +138,18 @@ class Recognizer:
     input is one pre-cropped face). ``backend``: ``torch`` or ``onnx`` (onnxruntime; a torch
     model is exported on the fly). ``tta``: average with the mirrored face. ``threads``: CPU
     threads for inference (onnxruntime session; for torch, ``torch.set_num_threads``).
+    ``precision`` (torch backend): ``fp32``, ``bf16`` or ``auto`` (bf16 for a model whose
+    metadata records a bf16 check, ``meta.bf16``, on a CPU with bfloat16 matrix units, Intel AMX;
+    fp32 otherwise). The torch backend runs a fused
+    copy of the model (:mod:`openfer.models.fusion`: batch-norm folded into the convolutions,
+    ReLU as their post-op, channels-last); ``self.precision`` says which precision was chosen.
     """
 
     def __init__(self, model: Any = "default", detector: str = "auto", device: str = "auto",
                  backend: str = "torch", batch_size: int = 64, tta: bool = False,
-                 detector_options: dict | None = None, threads: int | None = None):
+                 detector_options: dict | None = None, threads: int | None = None,
+                 precision: str = "auto"):
+        from .models.fusion import PRECISIONS, fuse_for_inference, native_bf16
         from .models.registry import load_model
 
         if threads and backend == "torch":
@@ -127,9 +157,16 @@ class Recognizer:
 
         if backend not in ("torch", "onnx"):
             raise OpenferError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        if precision not in ("auto", *PRECISIONS):
+            raise OpenferError(f"precision must be 'auto', {', '.join(map(repr, PRECISIONS))}; "
+                               f"got {precision!r}")
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" \
             else device
+        if precision == "bf16" and backend == "onnx":
+            raise OpenferError("precision 'bf16' is for the torch backend; for a faster ONNX "
+                               "model export an int8 one (openfer export --quantize int8)")
         self.backend, self.batch_size, self.tta = backend, max(1, int(batch_size)), tta
+        self.precision: str | None = None            # ONNX: the file's own arithmetic
         if isinstance(model, (str, Path)) and str(model).endswith(".onnx"):
             from .export import OnnxClassifier
             self.model = OnnxClassifier(model, threads=threads)
@@ -139,7 +176,13 @@ class Recognizer:
             if backend == "onnx":
                 self.model = _onnx_from_torch(torch_model, threads)
             else:
-                self.model = torch_model.to(self.device).eval()
+                if precision == "auto":      # bf16 where it is native and measured harmless
+                    checked = getattr(torch_model.meta, "bf16", None)
+                    precision = "bf16" if checked and self.device == "cpu" and native_bf16() \
+                        else "fp32"
+                self.precision = precision
+                self.model = fuse_for_inference(FaceScorer(torch_model), precision)
+                self.model.to(self.device)
         self.meta = self.model.meta
         self.detector = create_detector(detector, **(detector_options or {}))
         alignment = self.meta.alignment
@@ -148,13 +191,19 @@ class Recognizer:
     # -- classification ---------------------------------------------------------------------
     def classify(self, faces: np.ndarray) -> np.ndarray:
         """Probabilities (N, classes) for aligned faces ``uint8`` (N, H, W, C); faces of another
-        size are resized to the model's load size first."""
+        size are resized to the model's load size first (float faces are taken as in [0, 1])."""
         if len(faces) == 0:
             return np.zeros((0, len(self.meta.classes)), np.float32)
         out = []
         for start in range(0, len(faces), self.batch_size):
             chunk = torch.from_numpy(np.ascontiguousarray(faces[start:start + self.batch_size]))
-            x = to_model_input(chunk.permute(0, 3, 1, 2), self.meta)
+            chunk = chunk.permute(0, 3, 1, 2)
+            if self.backend == "onnx":
+                x = to_model_input(chunk, self.meta)
+            elif chunk.dtype == torch.uint8:     # the scorer normalises (in the fused graph)
+                x = to_input_size(chunk, self.meta)
+            else:
+                x = to_input_size((chunk.float() * 255).round_().clamp_(0, 255).byte(), self.meta)
             probs = self._probabilities(x)
             if self.tta:
                 probs = (probs + self._probabilities(x.flip(-1))) / 2
@@ -163,12 +212,9 @@ class Recognizer:
 
     def _probabilities(self, x: torch.Tensor) -> np.ndarray:
         if self.backend == "onnx":
-            logits = torch.from_numpy(self.model(x.numpy()))
-        else:
-            with torch.inference_mode():
-                output = self.model(x.to(self.device))
-                logits = output if isinstance(output, torch.Tensor) else output[0]
-        return logits.float().softmax(-1).cpu().numpy()
+            return torch.from_numpy(self.model(x.numpy())).float().softmax(-1).numpy()
+        with torch.inference_mode():
+            return self.model(x.to(self.device)).cpu().numpy()
 
     def crop(self, image: np.ndarray, face: DetectedFace) -> np.ndarray:
         """The aligned face at the model's load size (input size / crop fraction), with the

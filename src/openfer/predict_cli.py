@@ -75,7 +75,8 @@ def run_predict(args, device: str) -> int:
     detector = "none" if args.no_detect else args.detector
     options = {"weights": args.yunet} if args.yunet and detector in ("auto", "yunet") else {}
     recognizer = Recognizer(args.model, detector=detector, device=device, backend=args.backend,
-                            batch_size=args.batch_size, tta=args.tta, detector_options=options)
+                            batch_size=args.batch_size, tta=args.tta, detector_options=options,
+                            precision=getattr(args, "precision", "auto"))
     mode = "json" if args.json else "csv" if args.csv else "text"
     writer = RecordWriter(mode, recognizer.meta.classes)
     annotated = Path(args.save_annotated) if args.save_annotated else None

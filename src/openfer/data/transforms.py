@@ -22,18 +22,29 @@ from .dataset import convert_uint8_batch
 def to_model_input(batch: torch.Tensor, meta, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``uint8`` (B, C, H, W) -> normalised float input: size and channels from ``meta``.
 
-    Faces are brought to ``meta.load_size`` (resize) and centre-cropped to ``meta.input_size``.
+    Faces are brought to ``meta.load_size`` (resize) and centre-cropped to ``meta.input_size``
+    (:func:`to_input_size`); a float batch is taken as already in [0, 1].
     """
+    if batch.dtype == torch.uint8:
+        x = to_input_size(batch, meta).to(dtype).mul_(1 / 255.0)
+    else:
+        x = crop_batch(batch.to(dtype), tuple(meta.input_size), random_five=False)
+    return normalize(x, meta)
+
+
+def to_input_size(batch: torch.Tensor, meta) -> torch.Tensor:
+    """A ``uint8`` (B, C, H, W) batch resized to ``meta.load_size`` with ``meta.channels`` and
+    centre-cropped to ``meta.input_size``, still ``uint8`` (the same tensor when it fits)."""
     load = tuple(meta.load_size)
-    if batch.dtype == torch.uint8 and (tuple(batch.shape[-2:]) not in (load,) or
-                                       batch.shape[1] != meta.channels):
+    if tuple(batch.shape[-2:]) != load or batch.shape[1] != meta.channels:
         batch = convert_uint8_batch(batch, load, meta.channels)
-    x = batch.to(dtype) / 255.0 if batch.dtype == torch.uint8 else batch.to(dtype)
-    return normalize(crop_batch(x, tuple(meta.input_size), random_five=False), meta)
+    return crop_batch(batch, tuple(meta.input_size), random_five=False)
 
 
 def normalize(x: torch.Tensor, meta) -> torch.Tensor:
-    """``(x - mean) / std`` per channel, for ``x`` in [0, 1]."""
+    """``(x - mean) / std`` per channel, for ``x`` in [0, 1] (a new tensor)."""
+    if len(set(meta.mean)) == 1 and len(set(meta.std)) == 1:     # one value: no small tensors
+        return x.sub(float(meta.mean[0])).div_(float(meta.std[0]))
     mean = torch.tensor(meta.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     std = torch.tensor(meta.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return (x - mean) / std

@@ -42,6 +42,10 @@ class ModelMeta:
     #: Extra outputs beside the class logits (e.g. ("valence", "arousal")).
     extra_outputs: tuple[str, ...] = ()
     notes: str | None = None
+    #: bfloat16 inference measured against fp32 on a test split (``scripts/check_bf16.py``):
+    #: ``{"split", "n", "top1_agreement", "accuracy_fp32", "accuracy_bf16"}``. Only models that
+    #: carry it run in bf16 under ``Recognizer(precision="auto")``.
+    bf16: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.classes = tuple(e.value for e in emotions_from_names(self.classes))

@@ -48,6 +48,7 @@ class ServeConfig:
     detector: str = "auto"
     yunet: str | None = None
     backend: str = "torch"
+    precision: str = "auto"
     device: str = "cpu"
     max_upload_bytes: int = 10 * 1024 * 1024      # one request body
     max_pixels: int = 40_000_000                  # declared width x height of one image
@@ -149,7 +150,8 @@ def create_app(config: ServeConfig | None = None):
     async def lifespan(app):
         options = {"weights": config.yunet} if config.yunet else {}
         recognizer = Recognizer(config.model, detector=config.detector, device=config.device,
-                                backend=config.backend, detector_options=options)
+                                backend=config.backend, precision=config.precision,
+                                detector_options=options)
         state["recognizer"] = recognizer
         state["detectors"] = DetectorPool(
             recognizer.detector, config.detect_threads,
@@ -231,6 +233,7 @@ def create_app(config: ServeConfig | None = None):
     async def models():
         recognizer: Recognizer = state["recognizer"]
         return {"models": [{"name": config.model, "backend": recognizer.backend,
+                            "precision": recognizer.precision,
                             "detector": recognizer.detector.name,
                             **recognizer.meta.to_dict()}]}
 

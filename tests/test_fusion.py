@@ -1,0 +1,134 @@
+"""Fast CPU inference (openfer.models.fusion): the traced oneDNN graph, fp32 and bf16, gives the
+model's own answers on real faces, falls back to eager mode with a warning, and never touches
+the model it was made from."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import openfer
+from openfer.data import load_dataset
+from openfer.data.transforms import to_model_input
+from openfer.infer import Recognizer
+from openfer.models.fusion import FusedModel, fuse_for_inference, native_bf16
+
+
+@pytest.fixture(scope="module")
+def publictest(fer2013_csv):
+    return load_dataset("fer2013", fer2013_csv, "PublicTest")
+
+
+def _faces(test, n):
+    return test.images[:n].permute(0, 2, 3, 1).numpy()          # (n, 48, 48, 1) uint8
+
+
+def test_fp32_graph_gives_the_models_probabilities_on_real_faces(publictest):
+    model = openfer.load_model("default")
+    x = to_model_input(publictest.images[:256], model.meta)
+    with torch.no_grad():
+        expected = model(x).softmax(-1)
+    fused = fuse_for_inference(model, "fp32")
+    with torch.inference_mode():
+        got = fused(x).softmax(-1)
+    assert fused.graph is not None and fused.eager_reason is None
+    assert (got - expected).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("name", ["default", "fernet_m_distilled.fer2013"])
+def test_bf16_keeps_the_top_label_and_the_publictest_accuracy(publictest, name):
+    """bfloat16 agrees with fp32 on >= 99 % of 1,000 PublicTest faces' top labels and its
+    accuracy on them moves by at most half a point (measured: 99.6-99.8 %, 0.1 point)."""
+    faces = _faces(publictest, 1000)
+    reference = Recognizer(name, detector="none", precision="fp32")
+    order = {c: i for i, c in enumerate(reference.meta.classes)}
+    labels = np.array([order[publictest.classes[y].value] for y in publictest.labels[:1000]])
+    fp32 = reference.classify(faces).argmax(1)
+    bf16 = Recognizer(name, detector="none", precision="bf16").classify(faces).argmax(1)
+    assert (fp32 == bf16).mean() >= 0.99
+    assert abs((fp32 == labels).mean() - (bf16 == labels).mean()) <= 0.005
+
+
+def test_the_original_model_is_left_as_it_was():
+    model = openfer.create_model("fernet_s").train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fused = fuse_for_inference(model, "bf16")
+    with torch.inference_mode():
+        fused(torch.randn(2, 1, 48, 48))
+    assert model.training and next(model.parameters()).dtype == torch.float32
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_model_the_tracer_cannot_follow_runs_eagerly_with_a_warning():
+    class DataDependent(nn.Module):             # a branch on the data: a trace would freeze it
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)
+
+        def forward(self, x):
+            y = self.conv(x).mean((2, 3))
+            return y if bool(x.mean() > 0) else -y
+
+    model = DataDependent().eval()
+    fused = fuse_for_inference(model, "fp32")
+    positive = torch.rand(2, 1, 8, 8)
+    with pytest.warns(RuntimeWarning, match="running the model eagerly"):
+        with torch.no_grad():
+            fused(positive)                      # traced on a positive input...
+    with torch.no_grad():
+        negative = -positive
+        assert torch.allclose(fused(negative), model(negative), atol=1e-6)   # ...not frozen
+    assert fused.graph is None
+
+
+def test_bf16_graph_without_onednn_support_still_runs_as_torchscript(publictest):
+    """Deep-Emotion's spatial transformer is refused by oneDNN Graph in bf16: the frozen graph
+    then runs as plain TorchScript, silently, giving the eager bf16 model's answers on real faces
+    (bf16 itself moves 6 % of this model's top labels: its metadata keeps it fp32 under auto)."""
+    model = openfer.load_model("deep_emotion.fer2013")
+    x = to_model_input(publictest.images[:256], model.meta)
+    fused = fuse_for_inference(model, "bf16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with torch.inference_mode():
+            got = fused(x)
+    with torch.no_grad():
+        expected = fused.model(x.bfloat16().contiguous(memory_format=torch.channels_last))
+    assert fused.graph is not None and not fused.onednn
+    assert (got.argmax(1) == expected.argmax(1)).float().mean() >= 0.99
+
+
+def test_new_batch_sizes_after_the_first_call_give_the_same_answers():
+    model = openfer.load_model("default")
+    fused = fuse_for_inference(model, "fp32")
+    x = torch.randn(37, 1, 48, 48)
+    with torch.inference_mode():
+        fused(x[:8])
+        for n in (1, 5, 37):
+            assert (fused(x[:n]) - model(x[:n])).abs().max() < 1e-4
+
+
+def test_recognizer_precision_is_checked_and_reported():
+    with pytest.raises(openfer.OpenferError, match="precision must be"):
+        Recognizer("default", detector="none", precision="fp16")
+    with pytest.raises(openfer.OpenferError, match="torch backend"):
+        Recognizer("default", detector="none", backend="onnx", precision="bf16")
+    auto = Recognizer("default", detector="none")            # its metadata records bf16
+    assert auto.meta.bf16["top1_agreement"] >= 0.99
+    assert auto.precision == ("bf16" if native_bf16() else "fp32")
+    assert isinstance(auto.model, FusedModel)
+    unchecked = Recognizer("deep_emotion.fer2013", detector="none")   # bf16 agrees on 94 %
+    assert unchecked.meta.bf16 is None and unchecked.precision == "fp32"
+    assert Recognizer("default", detector="none", backend="onnx").precision is None
+
+
+def test_float_faces_in_0_1_classify_as_their_uint8_images(publictest):
+    faces = _faces(publictest, 16)
+    rec = Recognizer("default", detector="none", precision="fp32")
+    as_uint8 = rec.classify(faces)
+    as_float = rec.classify(faces.astype(np.float32) / 255.0)
+    assert np.abs(as_uint8 - as_float).max() < 1e-5
