@@ -86,9 +86,9 @@ def _student_recipe(root, *overrides):
 @pytest.mark.slow
 def test_a_distilled_student_moves_towards_its_teacher(fer2013_subset, tmp_path):
     """Distillation alone (alpha 1: the labels unused) brings a student closer to its teacher,
-    the shipped default model, than the labels alone (alpha 0) do in the same budget; the
-    teacher is not part of the student's checkpoint."""
-    teacher_file = str(shipped_weights()["default"])
+    the shipped FERNet-S, than the labels alone (alpha 0) do in the same budget; the teacher is
+    not part of the student's checkpoint."""
+    teacher_file = str(shipped_weights()["fernet_s.fer2013"])
     teacher = [f"distill.teachers=[{teacher_file}]"]
     val = load_dataset("fer2013", fer2013_subset, "PublicTest")
 
