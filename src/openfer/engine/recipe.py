@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "description": None,
     "paper": None,
     "method": "classification",
-    "model": {"name": None, "args": {}},
+    "model": {"name": None, "args": {}, "init": None},
     "data": {
         "dataset": "fer2013",
         "root": None,
@@ -253,6 +253,9 @@ def _check(recipe: dict, source: str) -> None:
                           f"{recipe['distill']['temperature']!r}")
     if not recipe["model"]["name"]:
         raise RecipeError(f"{source}: model.name is not set (e.g. model.name=deep_emotion)")
+    if recipe["model"]["init"] is not None and not isinstance(recipe["model"]["init"], str):
+        raise RecipeError(f"{source}: model.init must be a weight file or a shipped model name "
+                          f"to start from, found {recipe['model']['init']!r}")
     for key, kind in (("data.batch_size", int), ("trainer.max_epochs", int),
                       ("optimizer.lr", (int, float))):
         section, name = key.split(".")

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import torchmetrics
 
 from ..data.transforms import BatchAugment, crop_batch, normalize
-from ..errors import RecipeError
+from ..errors import OpenferError, RecipeError
 from ..losses import distillation_loss
 from ..models.ensemble import input_mismatch, load_ensemble
 from ..models.registry import create_model
@@ -30,6 +30,25 @@ from ..models.registry import create_model
 
 def step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
+
+
+def _start_from(model: torch.nn.Module, init: str, recipe: dict) -> None:
+    """Fine-tuning: copy the weights of ``model.init`` (a weight file or shipped name) into the
+    recipe's freshly built model, which must be the same architecture with the same classes."""
+    from ..models.registry import load_model
+
+    try:
+        source = load_model(init)
+    except OpenferError as exc:
+        raise RecipeError(f"recipe {recipe['name']}: model.init: {exc}") from None
+    if source.meta.architecture != model.meta.architecture or \
+            tuple(source.meta.classes) != tuple(model.meta.classes):
+        raise RecipeError(
+            f"recipe {recipe['name']}: model.init {init!r} is {source.meta.architecture} with "
+            f"classes {list(source.meta.classes)}; model.name builds "
+            f"{model.meta.architecture} with {list(model.meta.classes)}: start from weights of "
+            "the same architecture and classes")
+    model.load_state_dict(source.state_dict())
 
 
 class ClassificationTask(L.LightningModule):
@@ -40,6 +59,8 @@ class ClassificationTask(L.LightningModule):
         self.save_hyperparameters({"recipe": recipe})
         self.recipe = recipe
         self.model = create_model(recipe["model"]["name"], **(recipe["model"]["args"] or {}))
+        if recipe["model"].get("init"):
+            _start_from(self.model, recipe["model"]["init"], recipe)
         size = recipe["data"].get("image_size")
         if size:
             side = size if isinstance(size, int) else size[0]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import threading
 import warnings
 
 import torch
@@ -106,6 +107,7 @@ class FusedModel(nn.Module):
         self.graph: torch.jit.ScriptModule | None = None
         self.onednn = False                      # the graph runs with oneDNN Graph fusion
         self.eager_reason: str | None = None     # why the graph is not used, once known
+        self._tracing = threading.Lock()          # one trace, even under concurrent first calls
 
     def _trace(self, x: torch.Tensor) -> None:
         """Trace and freeze on ``x``; run the graph with oneDNN Graph fusion where it accepts
@@ -152,7 +154,9 @@ class FusedModel(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         if x.device.type == "cpu" and not torch.is_grad_enabled():
             if self.graph is None and self.eager_reason is None:
-                self._trace(x)
+                with self._tracing:
+                    if self.graph is None and self.eager_reason is None:
+                        self._trace(x)
             if self.graph is not None:
                 with _onednn_fusion(self.onednn):
                     return _to_float(self.graph(x))
