@@ -139,10 +139,10 @@ class Recognizer:
     model is exported on the fly). ``tta``: average with the mirrored face. ``threads``: CPU
     threads for inference (onnxruntime session; for torch, ``torch.set_num_threads``).
     ``precision`` (torch backend): ``fp32``, ``bf16`` or ``auto`` (bf16 for a model whose
-    metadata records a bf16 check, ``meta.bf16``, on a CPU with bfloat16 matrix units, Intel AMX;
-    fp32 otherwise). The torch backend runs a fused
-    copy of the model (:mod:`openfer.models.fusion`: batch-norm folded into the convolutions,
-    ReLU as their post-op, channels-last); ``self.precision`` says which precision was chosen.
+    metadata records a bf16 check, ``meta.bf16`` from ``scripts/check_bf16.py``, on a CPU with
+    bfloat16 matrix units, Intel AMX; fp32 otherwise); ``self.precision`` says which was chosen.
+    The torch backend runs normalisation, model and softmax as one traced graph on oneDNN Graph
+    (:mod:`openfer.models.fusion`; eagerly where the model cannot be traced, and on GPUs).
     """
 
     def __init__(self, model: Any = "default", detector: str = "auto", device: str = "auto",

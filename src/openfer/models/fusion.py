@@ -26,7 +26,6 @@ per face at batch 1 and 420 faces/s at batch 64; fused bf16 0.4 ms and 6,000 fac
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import threading
@@ -50,14 +49,21 @@ def native_bf16() -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _onednn_fusion(enabled: bool = True):
-    previous = torch.jit.onednn_fusion_enabled()
-    torch.jit.enable_onednn_fusion(enabled)
-    try:
-        yield
-    finally:
-        torch.jit.enable_onednn_fusion(previous)
+class _onednn_fusion:
+    """PyTorch's process-wide oneDNN Graph switch, on (or off) for one call, then as it was.
+    A class rather than ``contextlib``: it runs on every batch-1 call."""
+
+    __slots__ = ("enabled", "previous")
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+
+    def __enter__(self):
+        self.previous = torch.jit.onednn_fusion_enabled()
+        torch.jit.enable_onednn_fusion(self.enabled)
+
+    def __exit__(self, *exc) -> None:
+        torch.jit.enable_onednn_fusion(self.previous)
 
 
 def _to_float(output):
@@ -108,6 +114,7 @@ class FusedModel(nn.Module):
         self.onednn = False                      # the graph runs with oneDNN Graph fusion
         self.eager_reason: str | None = None     # why the graph is not used, once known
         self._tracing = threading.Lock()          # one trace, even under concurrent first calls
+        self._run = None                          # graph.forward: no Module call per batch
 
     def _trace(self, x: torch.Tensor) -> None:
         """Trace and freeze on ``x``; run the graph with oneDNN Graph fusion where it accepts
@@ -138,6 +145,7 @@ class FusedModel(nn.Module):
                     continue
                 if _agree(expected, got, self.dtype):
                     self.graph, self.onednn = graph, onednn
+                    self._run = graph.forward
                     return
                 reasons.append("the traced graph disagrees with the model (data-dependent "
                                "control flow?)")
@@ -153,13 +161,13 @@ class FusedModel(nn.Module):
         if x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         if x.device.type == "cpu" and not torch.is_grad_enabled():
-            if self.graph is None and self.eager_reason is None:
+            if self._run is None and self.eager_reason is None:
                 with self._tracing:
-                    if self.graph is None and self.eager_reason is None:
+                    if self._run is None and self.eager_reason is None:
                         self._trace(x)
-            if self.graph is not None:
+            if self._run is not None:
                 with _onednn_fusion(self.onednn):
-                    return _to_float(self.graph(x))
+                    return _to_float(self._run(x))
         return _to_float(self.model(x))
 
 
