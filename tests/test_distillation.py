@@ -53,9 +53,13 @@ def test_an_ensemble_refuses_members_that_read_other_faces_or_name_other_classes
         Ensemble([create_model("fernet_s"), other], names=["a", "b"])
 
 
-def test_a_missing_teacher_file_is_named():
-    with pytest.raises(OpenferError, match="no-such-run: no such weight file"):
+def test_a_missing_teacher_file_is_named_and_teachers_are_named_as_everywhere(tmp_path):
+    with pytest.raises(OpenferError, match="no-such-run: no such model file, run directory"):
         load_ensemble(["no-such-run"])
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(OpenferError, match="empty_run is a directory without best.safetensors"):
+        load_ensemble([tmp_path / "empty_run"])
+    assert len(load_ensemble(["default", "fernet_s.fer2013"]).members) == 2   # shipped names
 
 
 def test_the_distillation_loss_is_hintons_t_squared_kl():

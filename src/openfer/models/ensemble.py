@@ -51,7 +51,7 @@ class Ensemble(nn.Module):
                     "classes in the same order")
         self.members = nn.ModuleList(members)
         self.meta = first.replace(architecture="ensemble(" + ", ".join(names) + ")",
-                                  metrics={}, recipe=None, command=None,
+                                  metrics={}, recipe=None, command=None, bf16=None,
                                   notes=f"mean of the class probabilities of {len(members)} models")
 
     def train(self, mode: bool = True) -> "Ensemble":
@@ -64,20 +64,11 @@ class Ensemble(nn.Module):
 
 
 def load_ensemble(paths: list[str | Path], map_location: str | torch.device = "cpu") -> Ensemble:
-    """An :class:`Ensemble` of weight files (``.safetensors``) or run directories (their
-    ``best.safetensors``), frozen (no gradients)."""
-    from ..checkpoint import load_weights
+    """An :class:`Ensemble` of models named as :func:`~openfer.models.registry.load_model` takes
+    them (weight files, run directories, shipped names), frozen (no gradients)."""
+    from .registry import load_model
 
-    files = []
-    for path in paths:
-        path = Path(path)
-        if path.is_dir():
-            path = path / "best.safetensors"
-        if not path.is_file():
-            raise OpenferError(f"{path}: no such weight file; a teacher or ensemble member is a "
-                               "'.safetensors' file or a run directory with best.safetensors")
-        files.append(path)
-    members = [load_weights(p, map_location=map_location) for p in files]
-    ensemble = Ensemble(members, names=[str(p) for p in files])
+    members = [load_model(p, map_location=map_location) for p in paths]
+    ensemble = Ensemble(members, names=[str(p) for p in paths])
     ensemble.requires_grad_(False)
     return ensemble.eval()

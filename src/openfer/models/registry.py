@@ -93,23 +93,32 @@ def create_model(name: str, **kwargs: Any) -> torch.nn.Module:
 
 def load_model(name_or_path: str | Path, map_location: str | torch.device = "cpu"
                ) -> torch.nn.Module:
-    """Load trained weights: a ``.safetensors`` file written by openfer, or a shipped name.
+    """Load trained weights: a ``.safetensors`` file written by openfer, a training run's
+    directory (its ``best.safetensors``), or a shipped name.
 
     Shipped weights live inside the package (``openfer/weights/*.safetensors``); ``default``
-    names the default expression model once one ships.
+    names the default expression model. Every command that takes a model (``predict``, ``eval``,
+    ``export``, ``model.init``, ``distill.teachers``) resolves it here.
     """
     from ..checkpoint import load_weights, shipped_weights
 
     path = Path(name_or_path)
+    shipped = shipped_weights()
+    available = ", ".join(sorted(shipped)) or "none in this installation"
+    if path.is_dir():
+        if not (path / "best.safetensors").is_file():
+            raise OpenferError(f"{path} is a directory without best.safetensors: a model is a "
+                               ".safetensors file, a training run's directory or a shipped name "
+                               f"({available})")
+        path = path / "best.safetensors"
     if path.suffix == ".safetensors" or path.exists():
         return load_weights(path, map_location=map_location)
-    shipped = shipped_weights()
     key = str(name_or_path)
     if key in shipped:
         return load_weights(shipped[key], map_location=map_location)
-    available = ", ".join(sorted(shipped)) or "none in this installation"
     if key in list_models():
         raise OpenferError(f"{key!r} is an architecture without shipped weights (shipped: "
                            f"{available}); use openfer.create_model({key!r}) for an untrained "
                            "network, or pass the path of a .safetensors file you trained")
-    raise OpenferError(f"no model file or shipped weights named {key!r} (shipped: {available})")
+    raise OpenferError(f"{key}: no such model file, run directory or shipped weights (shipped: "
+                       f"{available})")
