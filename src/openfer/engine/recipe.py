@@ -65,7 +65,7 @@ DEFAULTS: dict[str, Any] = {
              "generator_from": None},
     # Knowledge distillation (method: classification): the loss adds alpha * T^2 * KL(teacher ||
     # student) at temperature T to (1 - alpha) * cross-entropy; the teacher is the ensemble of the
-    # listed weight files or run directories (openfer.models.ensemble), run on the same
+    # listed weight files, run directories or shipped names (openfer.models.ensemble), on the same
     # augmented batch.
     "distill": {"teachers": [], "alpha": 0.5, "temperature": 2.0},
     "trainer": {
@@ -245,8 +245,8 @@ def _type_name(default: Any) -> str:
 def _check(recipe: dict, source: str) -> None:
     teachers = recipe["distill"]["teachers"]
     if not isinstance(teachers, list) or not all(isinstance(t, str) for t in teachers):
-        raise RecipeError(f"{source}: distill.teachers must be a list of weight files or run "
-                          f"directories, found {teachers!r}")
+        raise RecipeError(f"{source}: distill.teachers must be a list of weight files, run "
+                          f"directories or shipped model names, found {teachers!r}")
     if not 0.0 <= recipe["distill"]["alpha"] <= 1.0 or not recipe["distill"]["temperature"] > 0:
         raise RecipeError(f"{source}: distill.alpha must lie in [0, 1] and distill.temperature "
                           f"be positive, found {recipe['distill']['alpha']!r} and "
