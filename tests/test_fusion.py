@@ -15,7 +15,8 @@ import openfer
 from openfer.data import load_dataset
 from openfer.data.transforms import to_model_input
 from openfer.infer import Recognizer
-from openfer.models.fusion import FusedModel, fuse_for_inference, native_bf16
+from openfer.models.fusion import (MAX_GRAPHS, OWN_GRAPH_AFTER, FusedModel, fuse_for_inference,
+                                   native_bf16)
 
 
 @pytest.fixture(scope="module")
@@ -102,14 +103,20 @@ def test_bf16_graph_without_onednn_support_still_runs_as_torchscript(publictest)
     assert (got.argmax(1) == expected.argmax(1)).float().mean() >= 0.99
 
 
-def test_new_batch_sizes_after_the_first_call_give_the_same_answers():
+def test_recurring_batch_sizes_get_their_own_graph_up_to_a_bound_and_the_same_answers():
     model = openfer.load_model("default")
     fused = fuse_for_inference(model, "fp32")
-    x = torch.randn(37, 1, 48, 48)
+    x = torch.randn(MAX_GRAPHS + 4, 1, 48, 48)
     with torch.inference_mode():
-        fused(x[:8])
-        for n in (1, 5, 37):
-            assert (fused(x[:n]) - model(x[:n])).abs().max() < 1e-4
+        assert (fused(x[:3]) - model(x[:3])).abs().max() < 1e-4          # the first graph
+        for n in range(1, MAX_GRAPHS + 5):
+            for _ in range(OWN_GRAPH_AFTER - 1):                         # shared graph so far
+                assert (fused(x[:n]) - model(x[:n])).abs().max() < 1e-4, n
+        assert fused._own_graphs == 0
+        for n in range(1, MAX_GRAPHS + 5):                                # now recurring
+            assert (fused(x[:n]) - model(x[:n])).abs().max() < 1e-4, n
+    assert fused._own_graphs == MAX_GRAPHS                 # the bound; the rest share the first
+    assert len(fused._graphs) == MAX_GRAPHS + 1
 
 
 def test_recognizer_precision_is_checked_and_reported():
@@ -132,3 +139,20 @@ def test_float_faces_in_0_1_classify_as_their_uint8_images(publictest):
     as_uint8 = rec.classify(faces)
     as_float = rec.classify(faces.astype(np.float32) / 255.0)
     assert np.abs(as_uint8 - as_float).max() < 1e-5
+
+
+@pytest.mark.parametrize("side", [48, 56, 64])
+def test_classify_resizes_and_crops_as_the_model_was_trained(publictest, side):
+    """A model trained on centre crops (load 56 px -> input 48 px) gets every face resized to
+    56 px and cropped, whatever size it arrives in: the scorer's shortcut for faces already at
+    the input size applies only to models that do not crop."""
+    model = openfer.load_model("fernet_s.fer2013")
+    model.meta = model.meta.replace(crop_fraction=48 / 56)
+    faces = torch.nn.functional.interpolate(publictest.images[:32].float(), size=(side, side),
+                                            mode="bilinear", antialias=True)
+    faces = faces.round().clamp(0, 255).byte()
+    with torch.no_grad():
+        expected = model(to_model_input(faces, model.meta)).softmax(-1).numpy()
+    got = Recognizer(model, detector="none", precision="fp32").classify(
+        faces.permute(0, 2, 3, 1).numpy())
+    assert np.abs(got - expected).max() < 1e-4

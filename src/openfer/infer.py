@@ -184,6 +184,9 @@ class Recognizer:
                 self.model = fuse_for_inference(FaceScorer(torch_model), precision)
                 self.model.to(self.device)
         self.meta = self.model.meta
+        # faces already at the input size need no resize or crop (unless the model crops)
+        self._input_shape = (self.meta.channels, *self.meta.input_size) \
+            if tuple(self.meta.load_size) == tuple(self.meta.input_size) else None
         self.detector = create_detector(detector, **(detector_options or {}))
         alignment = self.meta.alignment
         self.alignment = alignment if isinstance(alignment, dict) else BOX_ALIGNMENT
@@ -194,21 +197,25 @@ class Recognizer:
         size are resized to the model's load size first (float faces are taken as in [0, 1])."""
         if len(faces) == 0:
             return np.zeros((0, len(self.meta.classes)), np.float32)
-        out = []
-        for start in range(0, len(faces), self.batch_size):
-            chunk = torch.from_numpy(np.ascontiguousarray(faces[start:start + self.batch_size]))
-            chunk = chunk.permute(0, 3, 1, 2)
-            if self.backend == "onnx":
-                x = to_model_input(chunk, self.meta)
-            elif chunk.dtype == torch.uint8:     # the scorer normalises (in the fused graph)
-                x = to_input_size(chunk, self.meta)
-            else:
-                x = to_input_size((chunk.float() * 255).round_().clamp_(0, 255).byte(), self.meta)
-            probs = self._probabilities(x)
-            if self.tta:
-                probs = (probs + self._probabilities(x.flip(-1))) / 2
-            out.append(probs)
-        return np.concatenate(out)
+        if len(faces) <= self.batch_size:               # one batch: no copies, no concatenation
+            return self._classify_batch(faces)
+        return np.concatenate([self._classify_batch(faces[start:start + self.batch_size])
+                               for start in range(0, len(faces), self.batch_size)])
+
+    def _classify_batch(self, faces: np.ndarray) -> np.ndarray:
+        chunk = torch.from_numpy(np.ascontiguousarray(faces)).permute(0, 3, 1, 2)
+        if self.backend == "onnx":
+            x = to_model_input(chunk, self.meta)
+        elif chunk.dtype != torch.uint8:                 # floats in [0, 1]: their uint8 image
+            x = to_input_size((chunk.float() * 255).round_().clamp_(0, 255).byte(), self.meta)
+        elif chunk.shape[1:] == self._input_shape:       # the scorer normalises, in the graph
+            x = chunk
+        else:
+            x = to_input_size(chunk, self.meta)
+        probs = self._probabilities(x)
+        if self.tta:
+            probs = (probs + self._probabilities(x.flip(-1))) / 2
+        return probs
 
     def _probabilities(self, x: torch.Tensor) -> np.ndarray:
         if self.backend == "onnx":
