@@ -17,7 +17,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 
 import openfer
 from openfer.checkpoint import save_weights
@@ -36,10 +35,9 @@ def main() -> None:
     args = parser.parse_args()
     model = openfer.load_model(args.weights)
     test = load_dataset("fer2013", args.root, "PublicTest", image_size=model.meta.load_size,
-                        channels=model.meta.channels)
+                        channels=model.meta.channels, classes=model.meta.classes)
     faces = test.images.permute(0, 2, 3, 1).numpy()
-    order = {c: i for i, c in enumerate(model.meta.classes)}
-    labels = np.array([order[test.classes[y].value] for y in test.labels])
+    labels = test.labels                                      # in the model's class order
     top = {p: Recognizer(model, detector="none", precision=p, batch_size=256)
            .classify(faces).argmax(1) for p in ("fp32", "bf16")}
     check = {"split": "FER2013 PublicTest", "n": int(len(labels)),

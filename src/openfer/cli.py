@@ -106,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    epilog=EXAMPLES["eval"],
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     evaluate.add_argument("--model", required=True, action="append",
-                          help="a .safetensors file written by openfer, or a shipped model name; "
-                               "repeat it to evaluate the ensemble (mean of the probabilities)")
+                          help="a .safetensors file written by openfer, a training run's "
+                               "directory or a shipped model name; repeat it to evaluate the "
+                               "ensemble (mean of the probabilities)")
     evaluate.add_argument("--dataset", required=True, help="fer2013 or folder")
     evaluate.add_argument("--root", required=True, help="the data set's file or folder")
     evaluate.add_argument("--split", default="all",
@@ -286,8 +287,8 @@ def cmd_eval(args) -> int:
     if len(args.model) == 1:
         model = load_model(args.model[0])
     else:
-        from .models.ensemble import Ensemble
-        model = Ensemble([load_model(m) for m in args.model], names=args.model)
+        from .models.ensemble import load_ensemble
+        model = load_ensemble(args.model)
     meta = model.meta
     classes = args.classes.split(",") if args.classes else None
     options = _reader_options(args.option)

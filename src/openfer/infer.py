@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 from .data.images import pil_to_array, read_image_bounded, to_channels
-from .data.transforms import to_input_size, to_model_input
+from .data.transforms import normalize, to_input_size, to_model_input
 from .errors import DataFormatError, OpenferError
+from .evaluate import _logits
 from .faces.align import BOX_ALIGNMENT, align_face
 from .faces.detect import DetectedFace, create_detector
 from .faces.track import IoUTracker
@@ -116,18 +117,12 @@ class FaceScorer(torch.nn.Module):
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model, self.meta = model, model.meta
-        self.shift = [m * 255.0 for m in self.meta.mean]          # floats, whatever the dtype
-        self.scale = [1.0 / (s * 255.0) for s in self.meta.std]
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
-        shape = (1, len(self.shift), 1, 1)
-        shift = torch.tensor(self.shift, device=faces.device).view(shape)
-        scale = torch.tensor(self.scale, device=faces.device).view(shape)
-        x = (faces.to(torch.float32) - shift) * scale
+        x = normalize(faces.to(torch.float32) * (1 / 255.0), self.meta)    # as to_model_input
         weight = next(self.model.parameters(), None)
-        output = self.model(x if weight is None else x.to(weight.dtype))
-        logits = output if isinstance(output, torch.Tensor) else output[0]
-        return logits.float().softmax(-1)
+        return _logits(self.model(x if weight is None else x.to(weight.dtype))).float() \
+            .softmax(-1)
 
 
 class Recognizer:

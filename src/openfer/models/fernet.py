@@ -62,25 +62,29 @@ def _meta(name: str) -> ModelMeta:
                      notes="openfer's compact VGG-style FER network (not a published method)")
 
 
+def _fernet(widths, num_classes: int, classes, dropout: float) -> nn.Module:
+    return FERNet(widths, len(classes) if classes else num_classes, dropout)
+
+
 @register_model("fernet_m", _meta("fernet_m"))
 def fernet_m(num_classes: int = 7, classes=None, dropout: float = 0.3) -> nn.Module:
     """FERNet-M: VGG-style, 32/64/128/256 channels, 1.17 M parameters, 48x48 gray."""
-    return FERNet((32, 64, 128, 256), len(classes) if classes else num_classes, dropout)
+    return _fernet((32, 64, 128, 256), num_classes, classes, dropout)
 
 
 @register_model("fernet_s", _meta("fernet_s"))
 def fernet_s(num_classes: int = 7, classes=None, dropout: float = 0.2) -> nn.Module:
     """FERNet-S: VGG-style, 16/32/64/128 channels (a quarter of FERNet-M's compute)."""
-    return FERNet((16, 32, 64, 128), len(classes) if classes else num_classes, dropout)
+    return _fernet((16, 32, 64, 128), num_classes, classes, dropout)
 
 
 @register_model("fernet_sm", _meta("fernet_sm"))
 def fernet_sm(num_classes: int = 7, classes=None, dropout: float = 0.25) -> nn.Module:
     """FERNet-SM: VGG-style, 24/48/96/192 channels (between S and M, 0.56x FERNet-M's compute)."""
-    return FERNet((24, 48, 96, 192), len(classes) if classes else num_classes, dropout)
+    return _fernet((24, 48, 96, 192), num_classes, classes, dropout)
 
 
 @register_model("fernet_l", _meta("fernet_l"))
 def fernet_l(num_classes: int = 7, classes=None, dropout: float = 0.4) -> nn.Module:
     """FERNet-L: VGG-style, 64/128/256/512 channels (4x FERNet-M's compute), a teacher."""
-    return FERNet((64, 128, 256, 512), len(classes) if classes else num_classes, dropout)
+    return _fernet((64, 128, 256, 512), num_classes, classes, dropout)

@@ -91,6 +91,10 @@ def create_model(name: str, **kwargs: Any) -> torch.nn.Module:
     return model
 
 
+def _available(shipped: dict) -> str:
+    return ", ".join(sorted(shipped)) or "none in this installation"
+
+
 def load_model(name_or_path: str | Path, map_location: str | torch.device = "cpu"
                ) -> torch.nn.Module:
     """Load trained weights: a ``.safetensors`` file written by openfer, a training run's
@@ -103,16 +107,16 @@ def load_model(name_or_path: str | Path, map_location: str | torch.device = "cpu
     from ..checkpoint import load_weights, shipped_weights
 
     path = Path(name_or_path)
-    shipped = shipped_weights()
-    available = ", ".join(sorted(shipped)) or "none in this installation"
     if path.is_dir():
         if not (path / "best.safetensors").is_file():
             raise OpenferError(f"{path} is a directory without best.safetensors: a model is a "
                                ".safetensors file, a training run's directory or a shipped name "
-                               f"({available})")
+                               f"({_available(shipped_weights())})")
         path = path / "best.safetensors"
     if path.suffix == ".safetensors" or path.exists():
         return load_weights(path, map_location=map_location)
+    shipped = shipped_weights()
+    available = _available(shipped)
     key = str(name_or_path)
     if key in shipped:
         return load_weights(shipped[key], map_location=map_location)
