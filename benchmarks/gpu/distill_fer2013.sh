@@ -1,16 +1,23 @@
 #!/bin/bash
 # The default model's GPU pipeline, run as one background job on a lent GPU machine (the device
-# tool; see benchmarks/results/README.md): three FERNet-L teachers (seeds 0-2) -> their ensemble on
+# tool; see benchmarks/results/README.md): FERNet-L teachers (one per seed) -> their ensemble on
 # PublicTest -> FERNet-S/M students distilled from it, side by side on one GPU. Usage (repo root,
 # data carried in .gpu/):
 #   setsid nohup bash benchmarks/gpu/distill_fer2013.sh /tmp/kd TEACHER_EPOCHS STUDENT_EPOCHS \
 #       > /tmp/kd.log 2>&1 &
-# STUDENTS (environment; default "s m") names the student models (fernet_<x>), each run
-# "<x>_e<epochs>"; STUDENT_ARGS adds overrides to every student (e.g. data.batch_size=256
-# optimizer.lr=0.1).
+# then `bash benchmarks/gpu/wait_collect.sh /tmp/kd 550` in each later call until ALL_DONE.
+# Environment:
+#   TEACHERS      the teachers' seeds (default "0 1 2"), one run "teacher<seed>" each
+#   TEACHER_ARGS  overrides for every teacher (e.g. augment.erasing=0.5)
+#   STUDENTS      the student models (fernet_<x>, default "s m"), each run "<x>_e<epochs>"
+#   STUDENT_ARGS  overrides for every student (e.g. data.batch_size=256 optimizer.lr=0.1)
+#   EXTRA         overrides for every run (e.g. data.limit_train=512 for a dry run on a CPU)
+# Budget (H100, measured on the first run: 3 teachers x 50 epochs side by side in 133-135 s,
+# 2 students x 80 epochs in 420 s): 3 teachers x 200 epochs ~ 9 min, then one FERNet-M student
+# x 150 epochs ~ 13 min, which fits a session's 30 minutes of device time with the machine's start.
 set -u
 W=${1:-/tmp/kd}; ET=${2:-50}; ES=${3:-45}
-export OMP_NUM_THREADS=4   # several trainings share the machine's 16 cores
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}   # several trainings share the machine's 16 cores
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
 mkdir -p $W; echo $$ > $W/PID
 R=$W/fer2013.csv
@@ -22,24 +29,27 @@ stamp data ready
 common="data.root=$R trainer.progress_bar=false trainer.deterministic=false ${EXTRA:-}"
 
 # -- teachers ---------------------------------------------------------------------------------
-for s in 0 1 2; do
+seeds=${TEACHERS:-0 1 2}
+for s in $seeds; do
   timeout $((ET * 20 + 120)) python3 -m openfer train --recipe fernet_l_fer2013 $common \
       trainer.seed=$s trainer.max_epochs=$ET data.batch_size=256 optimizer.lr=0.1 \
-      --output $W/teacher$s > $W/teacher$s.log 2>&1 &
+      ${TEACHER_ARGS:-} --output $W/teacher$s > $W/teacher$s.log 2>&1 &
 done; wait
 stamp teachers done
-for s in 0 1 2; do python3 -c "import json; s=json.load(open('$W/teacher$s/summary.json')); print('teacher$s', s['epochs'], s['wall_seconds'], s['metrics'])"; done
-python3 -m openfer eval --model $W/teacher0/best.safetensors --model $W/teacher1/best.safetensors \
-    --model $W/teacher2/best.safetensors --dataset fer2013 --root $R --split PublicTest --json \
+models=(); dirs=()
+for s in $seeds; do
+  python3 -c "import json; s=json.load(open('$W/teacher$s/summary.json')); print('teacher$s', s['epochs'], s['wall_seconds'], s['metrics'])"
+  models+=(--model $W/teacher$s/best.safetensors); dirs+=($W/teacher$s)
+done
+python3 -m openfer eval "${models[@]}" --dataset fer2013 --root $R --split PublicTest --json \
     > $W/ensemble_publictest.json
-python3 -m openfer eval --model $W/teacher0/best.safetensors --model $W/teacher1/best.safetensors \
-    --model $W/teacher2/best.safetensors --dataset fer2013 --root $R --split PublicTest --json --tta \
-    > $W/ensemble_publictest_tta.json
+python3 -m openfer eval "${models[@]}" --dataset fer2013 --root $R --split PublicTest --json \
+    --tta > $W/ensemble_publictest_tta.json
 python3 -c "import json; [print(f, {k: json.load(open('$W/'+f))[k] for k in ('accuracy','mean_class_accuracy','macro_f1')}) for f in ('ensemble_publictest.json','ensemble_publictest_tta.json')]"
 touch $W/TEACHERS_DONE
 
 # -- students ---------------------------------------------------------------------------------
-teachers="distill.teachers=[$W/teacher0,$W/teacher1,$W/teacher2]"
+teachers="distill.teachers=[$(IFS=,; echo "${dirs[*]}")]"
 variants=()
 for x in ${STUDENTS:-s m}; do variants+=("${x}_e$ES model.name=fernet_$x ${STUDENT_ARGS:-}"); done
 printf '%s\n' "${variants[@]}" > $W/STUDENTS
