@@ -73,7 +73,7 @@ def main() -> None:
     ours_pred = recognizer.classify(ours_in).argmax(1)
     peer_pred = np.concatenate([peer(peer_in[i:i + 256]) for i in range(0, len(peer_in), 256)])
     order = {c: i for i, c in enumerate(meta.classes)}
-    fer_order = ["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
+    fer_order = [c.value for c in test.classes]          # the peer's output order: FER2013's
     ours_acc = classification_report([order[test.classes[y].value] for y in labels], ours_pred,
                                      meta.classes)
     peer_acc = classification_report(labels, peer_pred.argmax(1), fer_order)

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from openfer.data.fer2013 import USAGES, _rows, parse_pixels
+from openfer.data.fer2013 import USAGES, csv_rows, parse_pixels
 
 
 def read_csv(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every row of an official FER2013 CSV, in file order, read (and checked) by openfer's
     reader: labels, usages (index into ``USAGES``), pixels (N, 2304)."""
     labels, usages, pixels = [], [], []
-    for line, row in _rows(Path(path)):
+    for line, row in csv_rows(Path(path)):
         labels.append(int(row["emotion"]))
         usages.append(USAGES.index(row["Usage"].strip()))
         pixels.append(parse_pixels(row["pixels"], Path(path), line).ravel())

@@ -83,8 +83,9 @@ def parse_pixels(text: str, path: Path, line: int) -> np.ndarray:
     return values.astype(np.uint8).reshape(48, 48)
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield ``(line_number, row)`` with column names stripped of spaces."""
+def csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield ``(line_number, row)`` of a FER2013-style CSV (plain or gzip), column names stripped
+    of spaces; a malformed file raises :class:`DataFormatError` with its line."""
     try:
         handle = open_text(path)
     except FileNotFoundError:
@@ -129,7 +130,7 @@ def read_csv(path: str | Path, split: str = "all", *, kaggle_split: str | None =
     split = canonical_split(split)
     images, labels, lines = [], [], []
     usages_seen: set[str] = set()
-    for line, row in _rows(path):
+    for line, row in csv_rows(path):
         usage = row.get("Usage", kaggle_split or "all").strip()
         if "Usage" in row and usage not in USAGES:
             raise DataFormatError(path, f"unknown Usage {usage!r}; expected one of "
