@@ -87,6 +87,13 @@ def test_models_and_recipes_list(capsys):
     assert "deep_emotion_fer2013" in capsys.readouterr().out
 
 
+def test_eval_help_names_every_reader():
+    from openfer.cli import DATASET_NAMES
+    from openfer.data import DATASETS
+
+    assert sorted(DATASET_NAMES) == sorted(DATASETS)
+
+
 def test_predict_reads_kaggles_unlabelled_test_csv(weights, tmp_path, capsys):
     test = tmp_path / "test.csv"
     test.write_text("pixels\n" + " ".join(["7"] * 2304) + "\n" + " ".join(["200"] * 2304) + "\n")

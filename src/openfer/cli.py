@@ -12,6 +12,11 @@ import sys
 
 from .errors import OpenferError
 
+#: ``openfer.data.DATASETS``' names, spelled here so that parsing the command line needs no
+#: torch (a test checks that the two agree).
+DATASET_NAMES = ("fer2013", "folder", "rafdb", "affectnet", "affectnet7", "affwild2", "ckplus",
+                 "ckplus_fmpn", "mmi_fmpn", "jaffe", "ferg")
+
 EXAMPLES = {
     "train": """examples:
   openfer train --recipe deep_emotion_fer2013 data.root=fer2013.csv.gz
@@ -109,11 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a .safetensors file written by openfer, a training run's "
                                "directory or a shipped model name; repeat it to evaluate the "
                                "ensemble (mean of the probabilities)")
-    evaluate.add_argument("--dataset", required=True, help="fer2013 or folder")
+    evaluate.add_argument("--dataset", required=True,
+                          help=f"the reader: {', '.join(DATASET_NAMES)}")
     evaluate.add_argument("--root", required=True, help="the data set's file or folder")
     evaluate.add_argument("--split", default="all",
                           help="the data set's own split name (FER2013: Training, PublicTest, "
-                               "PrivateTest; folder: a sub-folder, or all)")
+                               "PrivateTest; folder: a sub-folder, or all; CK+, JAFFE, FERG: "
+                               "train or test, with --option fold=K)")
     evaluate.add_argument("--classes", help="comma-separated class list for numbered folders")
     evaluate.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                           help="a reader option (e.g. images=original for rafdb); repeatable")

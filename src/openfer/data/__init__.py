@@ -66,6 +66,16 @@ def _mmi_fmpn(root, split, **kw) -> FaceDataset:
     return fmpn_layout.load_mmi(root, split, **kw)
 
 
+def _jaffe(root, split, **kw) -> FaceDataset:
+    from . import jaffe
+    return jaffe.load(root, split, **kw)
+
+
+def _ferg(root, split, **kw) -> FaceDataset:
+    from . import ferg
+    return ferg.load(root, split, **kw)
+
+
 #: Reader per data set name:
 #: ``reader(root, split, *, image_size, channels, classes, **options) -> FaceDataset``.
 DATASETS: dict[str, Callable[..., FaceDataset]] = {
@@ -78,6 +88,8 @@ DATASETS: dict[str, Callable[..., FaceDataset]] = {
     "ckplus": _ckplus,
     "ckplus_fmpn": _ckplus_fmpn,
     "mmi_fmpn": _mmi_fmpn,
+    "jaffe": _jaffe,
+    "ferg": _ferg,
 }
 
 

@@ -1,0 +1,39 @@
+"""Face regions found by a detector, for data sets whose images are whole heads (JAFFE).
+
+Readers of such data sets can crop each face before resizing: :func:`detected_regions` runs one
+of :mod:`openfer.faces.detect`'s detectors once per image and returns the largest face's box,
+widened by a margin, as the (x, y, w, h) regions that
+:class:`~openfer.data.dataset.ImageFileDataset` crops.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from . import images as imageio
+
+
+def detected_regions(paths: Sequence[Path], detector: str = "auto", margin: float = 0.1
+                     ) -> tuple[list[tuple[float, float, float, float] | None], list[Path]]:
+    """The largest detected face of every image as a square box (x, y, w, h), ``margin`` of
+    its side added on each side; ``None`` (the whole image) where no face is found, and the list
+    of those images."""
+    from ..faces.detect import create_detector
+
+    finder = create_detector(detector)
+    regions: list[tuple[float, float, float, float] | None] = []
+    missed: list[Path] = []
+    for path in paths:
+        faces = finder.detect(imageio.read_image(path, 3))
+        if not faces:
+            regions.append(None)
+            missed.append(path)
+            continue
+        largest = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+        x1, y1, x2, y2 = largest.box
+        side = max(x2 - x1, y2 - y1) * (1 + 2 * margin)
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        regions.append((cx - side / 2, cy - side / 2, side, side))
+    return regions, missed
+
