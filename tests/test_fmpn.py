@@ -424,3 +424,15 @@ def test_released_masks_follow_the_models_class_order(fmpn_data, tmp_path):
     fmpn_order = ["anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise"]
     for i, name in enumerate(order):
         assert np.array_equal(masks[i], released[fmpn_order.index(name)])
+
+
+def test_deep_emotion_ckplus_recipe_runs_subject_independent_folds(tmp_path):
+    """Deep-Emotion's CK+ recipe (the paper's other data set): its classes hold contempt, and
+    openfer cv tests every image once, one fold per group of subjects (1 epoch each here)."""
+    from openfer.engine.cross_validation import run_cross_validation
+
+    root = write_ckplus(tmp_path / "ck", subjects=4)
+    result = run_cross_validation(["deep_emotion_ckplus"], [
+        f"data.root={root}", "data.options.crop=none", "trainer.max_epochs=1",
+        "trainer.progress_bar=false"], tmp_path / "cv", folds=2)
+    assert [row["n"] for row in result["per_fold"]] == [42, 42]

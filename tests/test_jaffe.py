@@ -13,8 +13,6 @@ from openfer.data import load_dataset
 from openfer.errors import DataFormatError, OpenferError
 from openfer.labels import Emotion
 
-FACE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "photos" / \
-    "aligned112.png"
 NAMES = ("KA.AN1.39.tiff", "KA.NE1.26.tiff", "KL.HA1.158.tiff", "KL.FE2.175.tiff",
          "KM.SU3.16.tif")
 
@@ -105,28 +103,6 @@ def test_a_badly_named_image_is_an_error_that_names_it(jaffe):
 def test_a_folder_without_jaffe_images(tmp_path):
     with pytest.raises(OpenferError, match="no JAFFE images"):
         load_dataset("jaffe", tmp_path)
-
-
-def test_crop_detect_crops_the_face(tmp_path):
-    """A real face (shared/data/photos) placed on a 256x256 grey canvas, as JAFFE's heads sit in
-    their images: crop=detect finds it and crops around it; an image without a face stays whole
-    and is named in problems."""
-    if not FACE.is_file():
-        pytest.skip(f"real face photo not found at {FACE}")
-    folder = tmp_path / "jaffe"
-    folder.mkdir()
-    canvas = Image.new("L", (256, 256), 90)
-    canvas.paste(Image.open(FACE).convert("L").resize((150, 150)), (60, 70))
-    canvas.save(folder / "KA.HA1.1.tiff")
-    _tiff(folder / "KA.SA1.2.tiff")
-    data = load_dataset("jaffe", folder, crop="detect", detector="haar", image_size=(64, 64))
-    x, y, w, h = data.regions[0]
-    assert 50 <= x <= 80 and 60 <= y <= 100 and 130 <= w <= 180 and w == h
-    assert data.regions[1] is None and "KA.SA1.2.tiff: no face found" in data.problems[0]
-    whole = load_dataset("jaffe", folder, image_size=(64, 64))
-    assert not np.array_equal(data[0][0].numpy(), whole[0][0].numpy())
-    with pytest.raises(OpenferError, match="crop='box'"):
-        load_dataset("jaffe", folder, crop="box")
 
 
 def test_the_paper_recipe_runs_leave_one_subject_out(tmp_path):

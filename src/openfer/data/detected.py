@@ -11,7 +11,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from ..errors import OpenferError
 from . import images as imageio
+
+CROPS = ("none", "detect")
+
+
+def crop_regions(paths: Sequence[Path], crop: str, detector: str, reader: str
+                 ) -> tuple[list | None, list[str]]:
+    """A reader's ``crop`` option: ``none`` (whole images: no regions) or ``detect``
+    (:func:`detected_regions`); returns the regions and a problem message per image without a
+    detected face."""
+    if crop not in CROPS:
+        raise OpenferError(f"{reader} option crop={crop!r}: use none (whole images) or detect "
+                           "(crop the largest face a detector finds)")
+    if crop == "none":
+        return None, []
+    regions, missed = detected_regions(paths, detector)
+    return regions, [f"{p}: no face found; the whole image is used" for p in missed]
 
 
 def detected_regions(paths: Sequence[Path], detector: str = "auto", margin: float = 0.1

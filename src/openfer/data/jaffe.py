@@ -41,6 +41,7 @@ import numpy as np
 from ..errors import DataFormatError, OpenferError
 from ..labels import JAFFE, Emotion
 from .dataset import ImageFileDataset
+from .detected import crop_regions
 from .folds import check_subject_independent, select_fold, subject_folds
 from .text import read_text
 
@@ -146,19 +147,14 @@ def load(root, split: str = "all", *, image_size, channels, neutral: bool = True
     check_subject_independent(subjects, fold_index)
     index = np.flatnonzero(select_fold(fold_index, split, fold, folds))
     chosen = [paths[i] for i in index]
-    regions, missed = None, []
-    if crop == "detect":
-        from .detected import detected_regions
-        regions, missed = detected_regions(chosen, detector)
-    elif crop != "none":
-        raise OpenferError(f"JAFFE option crop={crop!r}: use none (whole images) or detect")
+    regions, problems = crop_regions(chosen, crop, detector, "JAFFE")
     dataset = ImageFileDataset(chosen, np.asarray(labels)[index], keep, image_size=image_size,
                                channels=channels, regions=regions,
                                name=f"jaffe:{split}" + (f":fold{fold}" if fold is not None
                                                         else ""),
                                label_set=JAFFE, native_labels=np.asarray(codes)[index])
     dataset.subjects = [subjects[i] for i in index]
-    dataset.problems += [f"{p}: no face found; the whole image is used" for p in missed]
+    dataset.problems += problems
     if dropped:
         dataset.dropped["neutral images"] = dropped
     if ratings is not None:
