@@ -72,6 +72,7 @@ def test_auto_detector_prefers_yunet_when_its_weights_are_found(monkeypatch, yun
     monkeypatch.setenv("OPENFER_YUNET", str(YUNET))
     assert create_detector("auto").name == "yunet"
     monkeypatch.delenv("OPENFER_YUNET")
+    monkeypatch.delenv("OPENFER_MTCNN", raising=False)
     monkeypatch.setenv("OPENFER_HOME", "/nonexistent")
     assert create_detector("auto").name == "haar"
 

@@ -150,8 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write annotated images / videos into DIR")
     predict.add_argument("--no-detect", action="store_true",
                          help="each input is one pre-cropped face (no detection)")
-    predict.add_argument("--detector", default="auto", help="auto, yunet, haar (default auto)")
+    predict.add_argument("--detector", default="auto",
+                         help="auto, yunet, mtcnn, haar (default auto: YuNet, else MTCNN when "
+                              "its weights are local, else Haar)")
     predict.add_argument("--yunet", metavar="FILE", help="path of the YuNet ONNX weights")
+    predict.add_argument("--mtcnn", metavar="DIR",
+                         help="folder of MTCNN's pnet.pt, rnet.pt, onet.pt (facenet-pytorch's)")
     predict.add_argument("--batch-size", type=int, default=64)
     predict.add_argument("--backend", default="torch", choices=("torch", "onnx"))
     _add_precision(predict)
@@ -194,8 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--model", default="default",
                        help="shipped name, .safetensors or .onnx file (default: default)")
-    serve.add_argument("--detector", default="auto", help="auto, yunet, haar (default auto)")
+    serve.add_argument("--detector", default="auto",
+                         help="auto, yunet, mtcnn, haar (default auto: YuNet, else MTCNN when "
+                              "its weights are local, else Haar)")
     serve.add_argument("--yunet", metavar="FILE", help="path of the YuNet ONNX weights")
+    serve.add_argument("--mtcnn", metavar="DIR",
+                         help="folder of MTCNN's pnet.pt, rnet.pt, onet.pt (facenet-pytorch's)")
     serve.add_argument("--backend", default="torch", choices=("torch", "onnx"))
     _add_precision(serve)
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
@@ -401,7 +409,8 @@ def cmd_serve(args) -> int:
         raise OpenferError(f"openfer serve needs the [serve] extra ({exc.name} is missing): "
                            "pip install 'openfer[serve]'") from None
     config = ServeConfig(
-        model=args.model, detector=args.detector, yunet=args.yunet, backend=args.backend,
+        model=args.model, detector=args.detector, yunet=args.yunet, mtcnn=args.mtcnn,
+        backend=args.backend,
         precision=args.precision, device=resolve_device(args.device),
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_pixels=args.max_pixels, max_files=args.max_files, max_queue=args.max_queue,

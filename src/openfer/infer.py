@@ -128,10 +128,10 @@ class FaceScorer(torch.nn.Module):
 class Recognizer:
     """Detect, align and classify faces with one model.
 
-    ``model``: a shipped name (``default``), a ``.safetensors`` file, an ``.onnx`` file, or a
-    model object with ``meta``. ``detector``: ``auto``, ``yunet``, ``haar`` or ``none`` (each
-    input is one pre-cropped face). ``backend``: ``torch`` or ``onnx`` (onnxruntime; a torch
-    model is exported on the fly). ``tta``: average with the mirrored face. ``threads``: CPU
+    ``model``: a shipped name (``default``), a ``.safetensors`` file, an ``.onnx`` file, or a model
+    object with ``meta``. ``detector``: ``auto``, ``yunet``, ``mtcnn``, ``haar`` or ``none`` (each
+    input is one pre-cropped face). ``backend``: ``torch`` or ``onnx`` (onnxruntime; a torch model
+    is exported on the fly). ``tta``: average with the mirrored face. ``threads``: CPU
     threads for inference (onnxruntime session; for torch, ``torch.set_num_threads``).
     ``precision`` (torch backend): ``fp32``, ``bf16`` or ``auto`` (bf16 for a model whose
     metadata records a bf16 check, ``meta.bf16`` from ``scripts/check_bf16.py``, on a CPU with

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import OpenferError
+from .faces.detect import detector_options
 from .infer import ImageResult, Recognizer, collect_inputs, is_video
 
 
@@ -73,7 +74,7 @@ def run_predict(args, device: str) -> int:
     if not args.paths and args.camera is None:
         raise OpenferError("nothing to predict: give image/video paths or folders, or --camera N")
     detector = "none" if args.no_detect else args.detector
-    options = {"weights": args.yunet} if args.yunet and detector in ("auto", "yunet") else {}
+    options = detector_options(detector, args.yunet, args.mtcnn)
     recognizer = Recognizer(args.model, detector=detector, device=device, backend=args.backend,
                             batch_size=args.batch_size, tta=args.tta, detector_options=options,
                             precision=getattr(args, "precision", "auto"))

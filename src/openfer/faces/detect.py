@@ -6,8 +6,10 @@
   five landmarks and a probability-like score. The weight file (230 kB, MIT) is found at an
   explicit path, ``$OPENFER_YUNET``, or in the openfer cache (``$OPENFER_HOME/weights/yunet.onnx``)
   and checked against its pinned SHA-256; :func:`fetch_yunet` downloads it into the cache.
-* ``auto``: YuNet when its weights are available locally, else Haar (:func:`create_detector`
-  records the choice in ``detector.name``).
+* ``mtcnn``: MTCNN (:mod:`openfer.faces.mtcnn`) with facenet-pytorch's weight files; boxes, five
+  landmarks and a probability.
+* ``auto``: YuNet when its weights are available locally, else MTCNN when its weights are, else
+  Haar (:func:`create_detector` records the choice in ``detector.name``).
 
 Landmarks follow the ArcFace/insightface order in image coordinates: the eye on the image's left,
 the eye on the image's right, nose tip, left mouth corner, right mouth corner.
@@ -180,15 +182,35 @@ class WholeImage:
         return [DetectedFace((0.0, 0.0, float(width), float(height)), None)]
 
 
+def detector_options(detector: str, yunet: str | None, mtcnn: str | None) -> dict:
+    """The weight locations a detector choice uses (``--yunet FILE``, ``--mtcnn DIR``)."""
+    options = {}
+    if yunet and detector in ("auto", "yunet"):
+        options["weights"] = yunet
+    if mtcnn and detector in ("auto", "mtcnn"):
+        options["mtcnn"] = mtcnn
+    return options
+
+
 def create_detector(name: str = "auto", **options) -> Detector:
-    """``haar``, ``yunet``, ``none`` or ``auto`` (YuNet when its weights are local, else Haar)."""
+    """``haar``, ``yunet``, ``mtcnn``, ``none`` or ``auto`` (YuNet when its weights are local,
+    else MTCNN when its weights are, else Haar). ``options["weights"]`` is YuNet's file,
+    ``options["mtcnn"]`` MTCNN's folder; other options go to the detector."""
     name = name.lower()
+    mtcnn = options.pop("mtcnn", None)
     if name == "auto":
-        return YuNetDetector(**options) if find_yunet(options.get("weights")) else HaarDetector()
+        if find_yunet(options.get("weights")):
+            return YuNetDetector(**options)
+        from .mtcnn import MTCNNDetector, find_mtcnn
+        return MTCNNDetector(mtcnn) if find_mtcnn(mtcnn) else HaarDetector()
     if name == "haar":
         return HaarDetector(**options)
     if name == "yunet":
         return YuNetDetector(**options)
+    if name == "mtcnn":
+        from .mtcnn import MTCNNDetector
+        options.pop("weights", None)
+        return MTCNNDetector(mtcnn, **options)
     if name in ("none", "no", "off"):
         return WholeImage()
-    raise OpenferError(f"unknown face detector {name!r}; use auto, yunet, haar or none")
+    raise OpenferError(f"unknown face detector {name!r}; use auto, yunet, mtcnn, haar or none")

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from fastapi import Request
 
+from ..faces.detect import detector_options
 from ..infer import ImageResult, Recognizer
 from .batcher import MicroBatcher
 from .uploads import UploadError, decode_upload
@@ -47,6 +48,7 @@ class ServeConfig:
     model: str = "default"
     detector: str = "auto"
     yunet: str | None = None
+    mtcnn: str | None = None
     backend: str = "torch"
     precision: str = "auto"
     device: str = "cpu"
@@ -148,7 +150,7 @@ def create_app(config: ServeConfig | None = None):
 
     @asynccontextmanager
     async def lifespan(app):
-        options = {"weights": config.yunet} if config.yunet else {}
+        options = detector_options(config.detector, config.yunet, config.mtcnn)
         recognizer = Recognizer(config.model, detector=config.detector, device=config.device,
                                 backend=config.backend, precision=config.precision,
                                 detector_options=options)

@@ -1,0 +1,264 @@
+"""MTCNN face detector (Zhang et al., "Joint Face Detection and Alignment using Multi-task
+Cascaded Convolutional Networks", IEEE SPL 2016): boxes, scores and five landmarks.
+
+The three networks (P-Net, R-Net, O-Net) are written in plain torch with the state-dict key
+names of ``facenet-pytorch`` (Tim Esler, MIT), so its ``pnet.pt`` / ``rnet.pt`` / ``onet.pt``
+files load with ``strict=True`` (``torch.load(weights_only=True)``: no pickled code). The cascade
+follows facenet-pytorch's ``detect_face``: an image pyramid (smallest face ``min_face_size``,
+scale step 0.709) through P-Net with per-scale then global NMS, box regression and squaring,
+24x24 crops through R-Net, 48x48 crops through O-Net (scores, boxes, landmarks), a final NMS
+by intersection over the smaller box. Thresholds 0.6 / 0.7 / 0.7; pixels ``(x - 127.5) / 128``;
+``area`` resampling. Departures: the NMS is openfer's own (no torchvision); one image at a time
+(the interface of :mod:`openfer.faces.detect`); faces scored under ``min_score`` (0.9) are
+dropped (facenet-pytorch returns every O-Net survivor, and on a real group photo the two under
+0.9 were a hand and a bowl); images above ``max_side`` are downscaled first.
+
+The weight files are found in a folder given explicitly, ``$OPENFER_MTCNN``, or the openfer
+cache (``$OPENFER_HOME/weights/mtcnn/``); openfer ships none (third-party weights).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import OpenferError
+from ..hub import openfer_home
+
+FILES = ("pnet.pt", "rnet.pt", "onet.pt")
+
+
+class PNet(nn.Module):
+    """Proposal network: fully convolutional, 12x12 receptive field, stride 2."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.prelu1 = nn.Conv2d(3, 10, 3), nn.PReLU(10)
+        self.pool1 = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.conv2, self.prelu2 = nn.Conv2d(10, 16, 3), nn.PReLU(16)
+        self.conv3, self.prelu3 = nn.Conv2d(16, 32, 3), nn.PReLU(32)
+        self.conv4_1, self.conv4_2 = nn.Conv2d(32, 2, 1), nn.Conv2d(32, 4, 1)
+
+    def forward(self, x):
+        x = self.pool1(self.prelu1(self.conv1(x)))
+        x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
+        return self.conv4_2(x), F.softmax(self.conv4_1(x), dim=1)     # regression, probability
+
+
+class RNet(nn.Module):
+    """Refinement network on 24x24 crops."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.prelu1 = nn.Conv2d(3, 28, 3), nn.PReLU(28)
+        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv2, self.prelu2 = nn.Conv2d(28, 48, 3), nn.PReLU(48)
+        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv3, self.prelu3 = nn.Conv2d(48, 64, 2), nn.PReLU(64)
+        self.dense4, self.prelu4 = nn.Linear(576, 128), nn.PReLU(128)
+        self.dense5_1, self.dense5_2 = nn.Linear(128, 2), nn.Linear(128, 4)
+
+    def forward(self, x):
+        x = self.pool1(self.prelu1(self.conv1(x)))
+        x = self.pool2(self.prelu2(self.conv2(x)))
+        x = self.prelu3(self.conv3(x))
+        x = self.prelu4(self.dense4(x.permute(0, 3, 2, 1).reshape(len(x), -1)))  # Caffe order
+        return self.dense5_2(x), F.softmax(self.dense5_1(x), dim=1)
+
+
+class ONet(nn.Module):
+    """Output network on 48x48 crops: score, box regression and five landmarks."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.prelu1 = nn.Conv2d(3, 32, 3), nn.PReLU(32)
+        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv2, self.prelu2 = nn.Conv2d(32, 64, 3), nn.PReLU(64)
+        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv3, self.prelu3 = nn.Conv2d(64, 64, 3), nn.PReLU(64)
+        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.conv4, self.prelu4 = nn.Conv2d(64, 128, 2), nn.PReLU(128)
+        self.dense5, self.prelu5 = nn.Linear(1152, 256), nn.PReLU(256)
+        self.dense6_1, self.dense6_2 = nn.Linear(256, 2), nn.Linear(256, 4)
+        self.dense6_3 = nn.Linear(256, 10)
+
+    def forward(self, x):
+        x = self.pool1(self.prelu1(self.conv1(x)))
+        x = self.pool2(self.prelu2(self.conv2(x)))
+        x = self.pool3(self.prelu3(self.conv3(x)))
+        x = self.prelu4(self.conv4(x))
+        x = self.prelu5(self.dense5(x.permute(0, 3, 2, 1).reshape(len(x), -1)))
+        return self.dense6_2(x), self.dense6_3(x), F.softmax(self.dense6_1(x), dim=1)
+
+
+def find_mtcnn(folder: str | Path | None = None) -> Path | None:
+    """The folder with pnet.pt, rnet.pt and onet.pt: ``folder``, ``$OPENFER_MTCNN`` or the
+    cache; ``None`` if none has all three."""
+    for candidate in (folder, os.environ.get("OPENFER_MTCNN"),
+                      openfer_home() / "weights" / "mtcnn"):
+        if candidate and all((Path(candidate) / f).is_file() for f in FILES):
+            return Path(candidate)
+    return None
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, mode: str = "union",
+        pixel: float = 0.0) -> torch.Tensor:
+    """Greedy non-maximum suppression; overlap is IoU (``union``) or intersection over the
+    smaller box (``min``); ``pixel=1`` counts sides inclusively, as facenet-pytorch's final
+    numpy NMS does (its other NMS calls are torchvision's, ``pixel=0``). Returns the kept
+    indices, best score first."""
+    order = scores.argsort(descending=True)
+    area = (boxes[:, 2] - boxes[:, 0] + pixel) * (boxes[:, 3] - boxes[:, 1] + pixel)
+    keep = []
+    while len(order):
+        best, rest = order[0], order[1:]
+        keep.append(int(best))
+        x1 = torch.maximum(boxes[best, 0], boxes[rest, 0])
+        y1 = torch.maximum(boxes[best, 1], boxes[rest, 1])
+        x2 = torch.minimum(boxes[best, 2], boxes[rest, 2])
+        y2 = torch.minimum(boxes[best, 3], boxes[rest, 3])
+        inter = (x2 - x1 + pixel).clamp(min=0) * (y2 - y1 + pixel).clamp(min=0)
+        base = torch.minimum(area[best], area[rest]) if mode == "min" else \
+            area[best] + area[rest] - inter
+        order = rest[inter / base <= threshold]
+    return torch.as_tensor(keep, dtype=torch.long)
+
+
+def _square(boxes: torch.Tensor) -> torch.Tensor:
+    """Grow each box to a square around its centre (facenet-pytorch's ``rerec``)."""
+    boxes = boxes.clone()
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    side = torch.maximum(w, h)
+    boxes[:, 0] += w * 0.5 - side * 0.5
+    boxes[:, 1] += h * 0.5 - side * 0.5
+    boxes[:, 2:4] = boxes[:, :2] + side[:, None]
+    return boxes
+
+
+def _regress(boxes: torch.Tensor, offsets: torch.Tensor, pixel: float = 1.0) -> torch.Tensor:
+    """Apply box regression, offsets in units of the box's size (sides counted inclusively,
+    ``pixel=1``, after R-Net and O-Net; exclusively after P-Net, as in facenet-pytorch)."""
+    boxes = boxes.clone()
+    w = (boxes[:, 2] - boxes[:, 0] + pixel)[:, None]
+    h = (boxes[:, 3] - boxes[:, 1] + pixel)[:, None]
+    boxes[:, :4] += offsets * torch.cat([w, h, w, h], 1)
+    return boxes
+
+
+def _crops(image: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Crop each box (1-based inclusive pixel box, clipped to the image) and resample it to
+    ``size`` x ``size``; normalised as the networks expect."""
+    height, width = image.shape[1:]
+    b = boxes[:, :4].trunc().int().tolist()
+    out = []
+    for x, y, ex, ey in b:
+        x, y, ex, ey = max(x, 1), max(y, 1), min(ex, width), min(ey, height)
+        crop = image[:, y - 1:ey, x - 1:ex] if ey > y - 1 and ex > x - 1 else \
+            image.new_zeros((3, 1, 1))
+        out.append(F.interpolate(crop[None], size=(size, size), mode="area"))
+    return (torch.cat(out) - 127.5) * 0.0078125
+
+
+class MTCNNDetector:
+    """MTCNN through openfer's torch networks and facenet-pytorch's weight files."""
+
+    name = "mtcnn"
+
+    def __init__(self, weights: str | Path | None = None, min_face_size: int = 20,
+                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+                 factor: float = 0.709, min_score: float = 0.9, max_side: int = 1600):
+        folder = find_mtcnn(weights)
+        if folder is None:
+            raise OpenferError(
+                "MTCNN weights not found: put facenet-pytorch's pnet.pt, rnet.pt and onet.pt "
+                "(its package's data/ folder) in "
+                f"{openfer_home() / 'weights' / 'mtcnn'}, or set OPENFER_MTCNN to their folder "
+                "(or use --detector haar, which needs no download)")
+        self.pnet, self.rnet, self.onet = PNet(), RNet(), ONet()
+        for net, file in zip((self.pnet, self.rnet, self.onet), FILES):
+            try:
+                state = torch.load(folder / file, map_location="cpu", weights_only=True)
+                net.load_state_dict(state, strict=True)
+            except (RuntimeError, OSError, ValueError) as exc:
+                raise OpenferError(f"{folder / file}: not facenet-pytorch's MTCNN "
+                                   f"{file[:4].upper()} weights ({str(exc).splitlines()[0]})") \
+                    from None
+            net.eval()
+        self.path = folder
+        self.min_face_size, self.thresholds, self.factor = min_face_size, thresholds, factor
+        self.min_score, self.max_side = min_score, max_side
+
+    @torch.no_grad()
+    def detect(self, image: np.ndarray):
+        from .detect import DetectedFace, _downscale
+
+        small, factor = _downscale(image, self.max_side)
+        if small.ndim == 2:
+            small = np.repeat(small[:, :, None], 3, axis=2)
+        pixels = torch.from_numpy(np.array(small[:, :, :3], np.float32)).permute(2, 0, 1)
+        boxes = self._propose(pixels)
+        if len(boxes):
+            boxes = self._refine(pixels, boxes)
+        faces = []
+        if len(boxes):
+            boxes, points = self._output(pixels, boxes)
+            faces = [DetectedFace(tuple(float(v) for v in b[:4]), float(b[4]),
+                                  p.numpy().astype(np.float64)) for b, p in zip(boxes, points)
+                     if b[4] >= self.min_score]
+        faces.sort(key=lambda f: -(f.score or 0))
+        return [f.scaled(factor) for f in faces]
+
+    def _propose(self, pixels: torch.Tensor) -> torch.Tensor:
+        """P-Net over the image pyramid: candidate boxes (x1, y1, x2, y2, score), squared."""
+        height, width = pixels.shape[1:]
+        scale = 12.0 / self.min_face_size
+        smallest = min(height, width) * scale
+        found = []
+        while smallest >= 12:
+            size = (int(height * scale + 1), int(width * scale + 1))
+            data = (F.interpolate(pixels[None], size=size, mode="area") - 127.5) * 0.0078125
+            offsets, probability = self.pnet(data)
+            score = probability[0, 1]
+            where = (score >= self.thresholds[0]).nonzero()
+            if len(where):
+                cell = where.flip(1).float()                                # (x, y) per cell
+                start = ((2 * cell + 1) / scale).floor()
+                end = ((2 * cell + 12) / scale).floor()
+                candidates = torch.cat([start, end, score[where[:, 0], where[:, 1]][:, None],
+                                        offsets[0][:, where[:, 0], where[:, 1]].T], 1)
+                found.append(candidates[nms(candidates[:, :4], candidates[:, 4], 0.5)])
+            scale *= self.factor
+            smallest *= self.factor
+        if not found:
+            return torch.zeros((0, 5))
+        boxes = torch.cat(found)
+        boxes = boxes[nms(boxes[:, :4], boxes[:, 4], 0.7)]
+        regressed = _regress(boxes[:, :5], boxes[:, 5:9], pixel=0.0)
+        return _square(regressed)
+
+    def _refine(self, pixels: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        offsets, probability = self.rnet(_crops(pixels, boxes, 24))
+        keep = probability[:, 1] > self.thresholds[1]
+        boxes = torch.cat([boxes[keep, :4], probability[keep, 1:2]], 1)
+        offsets = offsets[keep]
+        pick = nms(boxes[:, :4], boxes[:, 4], 0.7)
+        return _square(_regress(boxes[pick], offsets[pick]))
+
+    def _output(self, pixels: torch.Tensor, boxes: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        offsets, landmarks, probability = self.onet(_crops(pixels, boxes, 48))
+        keep = probability[:, 1] > self.thresholds[2]
+        boxes = torch.cat([boxes[keep, :4], probability[keep, 1:2]], 1)
+        offsets, landmarks = offsets[keep], landmarks[keep]
+        w = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
+        h = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
+        points = torch.stack([w * landmarks[:, :5] + boxes[:, 0:1] - 1,
+                              h * landmarks[:, 5:] + boxes[:, 1:2] - 1], 2)      # (N, 5, 2)
+        boxes = _regress(boxes, offsets)
+        pick = nms(boxes[:, :4], boxes[:, 4], 0.7, mode="min", pixel=1.0)
+        return boxes[pick], points[pick]

@@ -1,0 +1,110 @@
+"""MTCNN (Zhang et al., 2016) with facenet-pytorch's weight files (../shared/weights/mtcnn), on
+a real group photo, against YuNet's detections of the same photo."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import openfer
+from conftest import SHARED
+from openfer.faces.detect import YuNetDetector, create_detector
+from openfer.faces.mtcnn import MTCNNDetector, ONet, PNet, RNet, nms
+from openfer.faces.track import iou
+from openfer.infer import Recognizer
+
+WEIGHTS = SHARED / "weights" / "mtcnn"
+PHOTO = SHARED / "data" / "photos" / "group6.jpg"
+YUNET = SHARED / "weights" / "yunet.onnx"
+
+
+@pytest.fixture(scope="module")
+def mtcnn():
+    if not (WEIGHTS / "onet.pt").is_file():
+        pytest.skip(f"{WEIGHTS} not found (../shared is not beside the repository)")
+    return MTCNNDetector(WEIGHTS)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    if not PHOTO.is_file():
+        pytest.skip(f"{PHOTO} not found")
+    return np.asarray(Image.open(PHOTO).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def yunet_faces(photo):
+    if not YUNET.is_file():
+        pytest.skip(f"{YUNET} not found")
+    return YuNetDetector(YUNET).detect(photo)
+
+
+def test_the_networks_have_facenet_pytorchs_keys_and_shapes(mtcnn):
+    for net, file in ((PNet(), "pnet.pt"), (RNet(), "rnet.pt"), (ONet(), "onet.pt")):
+        state = torch.load(WEIGHTS / file, map_location="cpu", weights_only=True)
+        assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == \
+            {k: tuple(v.shape) for k, v in state.items()}
+
+
+def test_finds_the_six_faces_yunet_finds(mtcnn, photo, yunet_faces):
+    faces = mtcnn.detect(photo)
+    assert len(faces) == len(yunet_faces) == 6
+    for face in faces:
+        best = max(yunet_faces, key=lambda y: iou(face.box, y.box))
+        assert iou(face.box, best.box) > 0.6 and face.score >= 0.9
+
+
+def test_landmarks_are_in_arcface_order_and_agree_with_yunets(mtcnn, photo, yunet_faces):
+    for face in mtcnn.detect(photo):
+        x1, y1, x2, y2 = face.box
+        eye_l, eye_r, nose, mouth_l, mouth_r = face.landmarks
+        assert x1 < eye_l[0] < eye_r[0] < x2 and x1 < mouth_l[0] < mouth_r[0] < x2
+        assert max(eye_l[1], eye_r[1]) < max(mouth_l[1], mouth_r[1]) < y2
+        best = max(yunet_faces, key=lambda y: iou(face.box, y.box))
+        distance = np.linalg.norm(face.landmarks - best.landmarks, axis=1).mean()
+        # the two detectors place the points differently by 4.5-10.5 % of the face's width on
+        # this photo; a swapped or mis-scaled point would be off by a third of it
+        assert distance < 0.12 * (x2 - x1), f"{distance:.1f} px from YuNet's landmarks"
+
+
+def test_low_scoring_detections_are_dropped(mtcnn, photo):
+    """facenet-pytorch keeps every O-Net survivor; on this photo the two under 0.9 are a hand and
+    a bowl, which openfer's default min_score drops."""
+    loose = MTCNNDetector(WEIGHTS, min_score=0.0).detect(photo)
+    assert len(loose) == 8 and sorted(f.score for f in loose)[1] < 0.9
+
+
+def test_nms_by_union_and_by_the_smaller_box():
+    boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [2, 2, 6, 6], [20, 20, 30, 30.]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    assert nms(boxes, scores, 0.5).tolist() == [0, 2, 3]        # the inner box: IoU 0.16
+    assert nms(boxes, scores, 0.5, mode="min").tolist() == [0, 3]  # inside the first one
+
+
+def test_auto_uses_mtcnn_when_yunet_is_absent(monkeypatch, tmp_path, mtcnn):
+    monkeypatch.delenv("OPENFER_YUNET", raising=False)
+    monkeypatch.setenv("OPENFER_HOME", str(tmp_path))
+    monkeypatch.setenv("OPENFER_MTCNN", str(WEIGHTS))
+    assert create_detector("auto").name == "mtcnn"
+    monkeypatch.delenv("OPENFER_MTCNN")
+    assert create_detector("auto").name == "haar"
+    assert create_detector("auto", mtcnn=str(WEIGHTS)).name == "mtcnn"
+
+
+def test_missing_or_wrong_weights_are_explained(monkeypatch, tmp_path):
+    monkeypatch.delenv("OPENFER_MTCNN", raising=False)
+    monkeypatch.setenv("OPENFER_HOME", str(tmp_path))
+    with pytest.raises(openfer.OpenferError, match="put facenet-pytorch's pnet.pt.*mtcnn"):
+        MTCNNDetector()
+    for name in ("pnet.pt", "rnet.pt", "onet.pt"):
+        torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / name)
+    with pytest.raises(openfer.OpenferError, match="pnet.pt: not facenet-pytorch's MTCNN PNET"):
+        MTCNNDetector(tmp_path)
+
+
+def test_recognizer_classifies_the_faces_mtcnn_finds(mtcnn, photo):
+    recognizer = Recognizer("default", detector="mtcnn",
+                            detector_options={"mtcnn": str(WEIGHTS)})
+    result = recognizer.predict(PHOTO)[0]
+    assert len(result.faces) == 6
+    assert all(face.landmarks is not None for face in result.faces)
