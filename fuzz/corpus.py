@@ -102,6 +102,11 @@ def _ckplus_emotion() -> bytes:
     return b"   3.0000000e+00\n"
 
 
+def _jaffe_ratings() -> bytes:
+    return (b"N,HAP,SAD,SUR,ANG,DIS,FEA,PIC\n1,2.87,2.52,2.10,1.97,1.97,2.06,KM-NE1\n"
+            b"2,1.23,2.90,1.77,4.81,3.06,2.00,KA-AN1\n")
+
+
 def _fmpn_labels() -> bytes:
     import pickle
     return pickle.dumps({"S005_001": 3.0, "S010_002": -1, "S011_001": 7.0}, protocol=2)
@@ -153,6 +158,7 @@ SEEDS = {
     "affwild2_expr": lambda: [_affwild2_expr()],
     "affwild2_va": lambda: [_affwild2_va()],
     "ckplus_emotion": lambda: [_ckplus_emotion()],
+    "jaffe_ratings": lambda: [_jaffe_ratings()],
     "fmpn_labels": lambda: [_fmpn_labels()],
     "fmpn_list": lambda: [_fmpn_list()],
     "recipe": lambda: [_recipe()],
@@ -162,7 +168,8 @@ SEEDS = {
 
 IMAGE_TARGETS = {"image", "image_gray", "upload", "predict"}
 TEXT_TARGETS = {"fer2013_csv", "rafdb_labels", "rafdb_attributes", "affectnet_csv",
-                "affwild2_expr", "affwild2_va", "recipe", "ckplus_emotion", "fmpn_list"}
+                "affwild2_expr", "affwild2_va", "recipe", "ckplus_emotion", "fmpn_list",
+                "jaffe_ratings"}
 
 # -- mutations ---------------------------------------------------------------------------------
 

@@ -78,6 +78,11 @@ def _ckplus_emotion(path: Path):
     return read_emotion_file(path)
 
 
+def _jaffe_ratings(path: Path):
+    from openfer.data.jaffe import read_ratings
+    return len(read_ratings(path))
+
+
 def _fmpn_labels(path: Path):
     from openfer.data.fmpn_layout import read_label_pickle
     return len(read_label_pickle(path))
@@ -116,6 +121,7 @@ TARGETS: dict[str, tuple[str, Callable[[Path], object]]] = {
     "affwild2_expr": (".txt", _affwild2_expr),
     "affwild2_va": (".txt", _affwild2_va),
     "ckplus_emotion": (".txt", _ckplus_emotion),
+    "jaffe_ratings": (".csv", _jaffe_ratings),
     "fmpn_labels": (".pkl", _fmpn_labels),
     "fmpn_list": (".csv", _fmpn_list),
     "recipe": (".yaml", _recipe),
