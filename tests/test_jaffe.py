@@ -121,3 +121,28 @@ def test_the_paper_recipe_runs_leave_one_subject_out(tmp_path):
     assert [row["n"] for row in result["per_fold"]] == [1, 2, 3, 4]   # subject s has s+1 images
     assert 0 <= result["pooled_accuracy"] <= 1
     assert (tmp_path / "cv" / "cv_summary.json").is_file()
+
+
+def test_eval_reports_the_data_and_the_images_without_a_face(jaffe, tmp_path, capsys):
+    """openfer eval prints what it read (faces per class) and names, on stderr, the images
+    crop=detect found no face in (here: none of the flat grey fixtures has one)."""
+    import openfer
+    from openfer.checkpoint import save_weights
+    from openfer.cli import main
+
+    weights = save_weights(openfer.create_model("deep_emotion"), tmp_path / "m.safetensors")
+    assert main(["eval", "--model", str(weights), "--dataset", "jaffe", "--root", str(jaffe),
+                 "--option", "crop=detect", "--option", "detector=haar", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("jaffe:all: 5 faces, 1x48x48; anger 1, disgust 0, fear 1")
+    assert "KA.AN1.39.tiff: no face found; the whole image is used" in captured.err
+    assert "and 0 more" not in captured.err and '"n": 5' in captured.out
+
+
+def test_notes_name_the_first_problems_and_count_the_rest(jaffe):
+    data = load_dataset("jaffe", jaffe)
+    data.problems = [f"image{i}.tiff: unreadable" for i in range(7)]
+    lines = data.notes()
+    assert lines[0] == data.describe() and lines[1:6] == [f"  image{i}.tiff: unreadable"
+                                                          for i in range(5)]
+    assert lines[6].startswith("  ... and 2 more such files")

@@ -312,6 +312,8 @@ def cmd_eval(args) -> int:
         options.setdefault("attributes", True)      # a multi-task model's heads get evaluated
     dataset = load_dataset(args.dataset, args.root, args.split, image_size=meta.input_size,
                            channels=meta.channels, classes=classes, **options)
+    dataset.require_labels()
+    print("\n".join(dataset.notes()), file=sys.stderr)
     report = evaluate(model, dataset, batch_size=args.batch_size, device=device,
                       tta_flip=args.tta)
     report["split"] = args.split

@@ -76,6 +76,17 @@ class FaceDataset(torch.utils.data.Dataset):
             text += "; dropped " + ", ".join(f"{k}: {v}" for k, v in self.dropped.items())
         return text
 
+    def notes(self, limit: int = 5) -> list[str]:
+        """What a user should read before trusting a run on this data: :meth:`describe`, then
+        the files the reader skipped or handled specially (``problems``), the first ``limit``
+        named and the rest counted."""
+        lines = [self.describe()]
+        lines += [f"  {problem}" for problem in self.problems[:limit]]
+        if len(self.problems) > limit:
+            lines.append(f"  ... and {len(self.problems) - limit} more such files "
+                         "(dataset.problems lists them all)")
+        return lines
+
 
 class ArrayFaceDataset(FaceDataset):
     """Faces held in memory as one ``uint8`` array (N, H, W, C): FER2013 and other small sets."""

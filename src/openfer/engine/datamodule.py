@@ -8,7 +8,10 @@ resumed run see exactly the batches an uninterrupted run sees, on one process or
 
 from __future__ import annotations
 
+import sys
+
 import lightning as L
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 import numpy as np
 import torch
 
@@ -95,6 +98,8 @@ class FaceDataModule(L.LightningDataModule):
                                channels=self.meta.channels, classes=cfg.get("classes"),
                                **(cfg.get("options") or {}))
         dataset.require_labels()
+        if getattr(rank_zero_only, "rank", 0) == 0:            # once, not once per process
+            print("\n".join(dataset.notes()), file=sys.stderr)
         if hasattr(dataset, "to_array_dataset") and _bytes(dataset) <= IN_MEMORY_LIMIT:
             dataset = dataset.to_array_dataset()
         if limit and limit < len(dataset):
