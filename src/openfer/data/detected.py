@@ -1,4 +1,4 @@
-"""Face regions found by a detector, for data sets whose images are whole heads (JAFFE).
+"""Face regions found by a detector, for data sets whose images are whole heads (JAFFE, CK+).
 
 Readers of such data sets can crop each face before resizing: :func:`detected_regions` runs one
 of :mod:`openfer.faces.detect`'s detectors once per image and returns the largest face's box,

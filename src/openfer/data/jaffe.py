@@ -147,6 +147,7 @@ def load(root, split: str = "all", *, image_size, channels, neutral: bool = True
     check_subject_independent(subjects, fold_index)
     index = np.flatnonzero(select_fold(fold_index, split, fold, folds))
     chosen = [paths[i] for i in index]
+    table = read_ratings(ratings) if ratings is not None else None    # fail before detecting
     regions, problems = crop_regions(chosen, crop, detector, "JAFFE")
     dataset = ImageFileDataset(chosen, np.asarray(labels)[index], keep, image_size=image_size,
                                channels=channels, regions=regions,
@@ -157,8 +158,7 @@ def load(root, split: str = "all", *, image_size, channels, neutral: bool = True
     dataset.problems += problems
     if dropped:
         dataset.dropped["neutral images"] = dropped
-    if ratings is not None:
-        table = read_ratings(ratings)
+    if table is not None:
         dataset.targets["ratings"] = np.stack([
             table.get(keys[i], np.full(len(RATING_COLUMNS), np.nan, np.float32)) for i in index])
     return dataset
