@@ -146,3 +146,12 @@ def test_notes_name_the_first_problems_and_count_the_rest(jaffe):
     assert lines[0] == data.describe() and lines[1:6] == [f"  image{i}.tiff: unreadable"
                                                           for i in range(5)]
     assert lines[6].startswith("  ... and 2 more such files")
+
+
+def test_ratings_with_carriage_return_line_ends_are_read(jaffe):
+    """Old Mac line ends (a lone \\r), as a transcribed table may have; found by the fuzzer,
+    which once got a csv.Error out of them instead of a table or a named error."""
+    (jaffe / "cr.csv").write_bytes(b"N,HAP,SAD,SUR,ANG,DIS,FEA,PIC\r1,1.2,2.9,1.8,4.8,3.1,2.0,"
+                                   b"KA-AN1\r")
+    data = load_dataset("jaffe", jaffe, ratings=jaffe / "cr.csv")
+    assert np.isfinite(data.targets["ratings"]).all(axis=1).sum() == 1

@@ -84,7 +84,16 @@ def read_ratings(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise OpenferError(f"JAFFE ratings file {path} not found")
-    reader = csv.reader(io.StringIO(read_text(path)))
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    try:
+        return _parse_ratings(path, reader)
+    except csv.Error as exc:
+        raise DataFormatError(path, f"not a readable CSV ({exc})",
+                              line=reader.line_num + 1) from None
+
+
+def _parse_ratings(path: Path, reader) -> dict[str, np.ndarray]:
+    """The rows of :func:`read_ratings`'s table, checked."""
     try:
         header = [c.strip().upper() for c in next(reader)]
     except StopIteration:
