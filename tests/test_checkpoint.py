@@ -53,3 +53,28 @@ def test_atomic_write_leaves_previous_file_on_failure(tmp_path):
             raise RuntimeError("killed mid-write")
     assert json.loads(target.read_text()) == {"version": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["file.json"]   # no temporary left behind
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"architecture": "eeep_emotion"}, "unknown model 'eeep_emotion'"),
+    ({"kwargs": {"num_classes": 8}}, "num_classes=8 needs a matching class list"),
+    ({"kwargs": {"bogus": 1}}, "unexpected keyword argument 'bogus'"),
+    ({"kwargs": [1]}, "does not describe a model openfer can build"),
+    ({"meta": {"x": 1}}, "metadata is incomplete or malformed"),
+])
+def test_altered_metadata_is_an_error_that_names_the_file(change, message, tmp_path):
+    """Found by fuzzing (a mutated architecture name once escaped without the file's name)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from openfer.checkpoint import load_weights
+
+    path = save_weights(openfer.create_model("deep_emotion"), tmp_path / "w.safetensors")
+    with safe_open(str(path), "pt") as handle:
+        header = json.loads(handle.metadata()["openfer"])
+    altered = tmp_path / "altered.safetensors"
+    save_file(load_file(str(path)), str(altered),
+              metadata={"openfer": json.dumps(dict(header, **change))})
+    with pytest.raises(openfer.OpenferError, match=message) as error:
+        load_weights(altered)
+    assert str(error.value).startswith(str(altered))

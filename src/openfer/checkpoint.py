@@ -97,12 +97,26 @@ def load_weights(path: str | Path, map_location: str | torch.device = "cpu",
     if verify and header.get("sha256") and state_digest(state) != header["sha256"]:
         raise OpenferError(f"{path}: the weights do not match their checksum; the file is "
                            "corrupt, download or train it again")
-    model = create_model(header["architecture"], **header.get("kwargs", {}))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        model = create_model(header["architecture"], **(header.get("kwargs") or {}))
+    except OpenferError as exc:
+        raise OpenferError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise OpenferError(f"{path}: its metadata does not describe a model openfer can build "
+                           f"({type(exc).__name__}: {exc}); the file is corrupt or from another "
+                           "openfer") from None
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:                           # a tensor of another shape
+        missing, unexpected = [str(exc).splitlines()[-1].strip()], []
     if missing or unexpected:
         raise OpenferError(f"{path}: weights do not fit {header['architecture']} (missing "
                            f"{missing[:5]}, unexpected {unexpected[:5]})")
-    model.meta = ModelMeta.from_dict(header["meta"])
+    try:
+        model.meta = ModelMeta.from_dict(header["meta"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise OpenferError(f"{path}: its metadata is incomplete or malformed "
+                           f"({type(exc).__name__}: {exc})") from None
     return model.eval()
 
 
