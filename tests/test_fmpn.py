@@ -158,8 +158,23 @@ def test_a_label_pickle_that_names_a_function_is_refused(tmp_path):
 
     path = tmp_path / "emotion_labels.pkl"
     path.write_bytes(pickle.dumps({"S005_001": Evil()}, protocol=2))
-    with pytest.raises(DataFormatError, match="refusing to load .*print"):
+    with pytest.raises(DataFormatError, match="opcode GLOBAL at byte .* is not plain data"):
         read_label_pickle(path)
+
+
+def test_a_label_pickle_that_asks_for_a_huge_memo_is_refused_at_once(tmp_path):
+    """Found by fuzzing: a mutated memo index made the unpickler reserve gigabytes (14 s)."""
+    import struct
+    import time
+
+    from openfer.data.fmpn_layout import read_label_pickle
+
+    path = tmp_path / "emotion_labels.pkl"
+    path.write_bytes(b"\x80\x02}r" + struct.pack("<I", 0x7FFFFFF0) + b".")
+    start = time.perf_counter()
+    with pytest.raises(DataFormatError, match="memo index 2147483632 at byte 3 is out of range"):
+        read_label_pickle(path)
+    assert time.perf_counter() - start < 1
 
 
 def test_fmpn_layout_reader_labels_a_fold_from_the_lists(fmpn_data, tmp_path):

@@ -12,13 +12,16 @@ sadness, surprise; ``-1`` marks unlabelled sequences, and a listed image of one 
 MMI (``mmi_fmpn``): labels 0..5 → anger, disgust, fear, happiness, sadness, surprise, as is.
 Splits ``train`` / ``test`` of ``fold`` (the lists as given), or ``all`` (the union of the test
 lists). The label pickle is read with an unpickler that accepts only plain data (a pickle naming
-any class or function is refused), so a crafted file cannot run code.
+any class or function is refused), so a crafted file cannot run code; its opcodes are checked
+first (plain-data opcodes only, memo indices within the file's size), so a crafted file cannot
+make the unpickler reserve gigabytes either.
 """
 
 from __future__ import annotations
 
 import io
 import pickle
+import pickletools
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,28 @@ from ..errors import DataFormatError, OpenferError
 from ..labels import CKPLUS_FMPN, MMI, LabelSet
 from .dataset import ImageFileDataset
 from .folds import check_subject_independent, read_name_list, subject_of
+
+
+#: Opcodes that build numbers, strings, lists, tuples and dicts (what Python 2 writes for a
+#: dict of names to labels), and nothing that imports or calls.
+PLAIN_OPCODES = frozenset({
+    "PROTO", "FRAME", "STOP", "MARK", "POP", "POP_MARK", "DUP", "NONE", "NEWTRUE", "NEWFALSE",
+    "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "FLOAT", "BINFLOAT",
+    "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE",
+    "BINUNICODE8", "BINBYTES", "SHORT_BINBYTES", "EMPTY_DICT", "DICT", "SETITEM", "SETITEMS",
+    "EMPTY_LIST", "LIST", "APPEND", "APPENDS", "EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2",
+    "TUPLE3", "PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET", "MEMOIZE"})
+MEMO_OPCODES = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"})
+
+
+def _check_opcodes(data: bytes) -> None:
+    """Raise ValueError unless every opcode is plain data and every memo index is small (the C
+    unpickler grows its memo to the largest index it is given)."""
+    for opcode, argument, position in pickletools.genops(io.BytesIO(data)):
+        if opcode.name not in PLAIN_OPCODES:
+            raise ValueError(f"opcode {opcode.name} at byte {position} is not plain data")
+        if opcode.name in MEMO_OPCODES and not 0 <= int(argument) <= len(data):
+            raise ValueError(f"memo index {argument} at byte {position} is out of range")
 
 
 class _PlainDataUnpickler(pickle.Unpickler):
@@ -39,7 +64,9 @@ def read_label_pickle(path: str | Path) -> dict[str, float]:
     """FMPN's ``emotion_labels.pkl`` (pickled under Python 2) as ``{sequence: label}``."""
     path = Path(path)
     try:
-        table = _PlainDataUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+        data = path.read_bytes()
+        _check_opcodes(data)
+        table = _PlainDataUnpickler(io.BytesIO(data), encoding="latin1").load()
     except FileNotFoundError:
         raise OpenferError(f"{path} not found (FMPN's emotion_labels.pkl)") from None
     except Exception as error:                   # noqa: BLE001 - any unpickling failure
