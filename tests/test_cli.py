@@ -109,3 +109,10 @@ def test_training_without_the_train_extra_names_the_extra(command, monkeypatch, 
     monkeypatch.setitem(sys.modules, "lightning", None)        # as if it were not installed
     assert main(command) == 2
     assert "needs the [train] extra (lightning is missing)" in capsys.readouterr().err
+
+
+def test_reader_options_that_are_not_yaml_are_kept_as_text():
+    from openfer.cli import _reader_options
+
+    assert _reader_options(["fold=3", "crop=detect", "root=[x", "ratings=a: b: c"]) == {
+        "fold": 3, "crop": "detect", "root": "[x", "ratings": "a: b: c"}

@@ -57,3 +57,13 @@ def test_invalid_yaml_and_missing_recipe(tmp_path):
         load_recipe(path)
     with pytest.raises(RecipeError, match="neither a file nor a shipped recipe"):
         load_recipe("no_such_recipe")
+
+
+def test_a_recipe_nested_thousands_deep_is_refused_with_its_name(tmp_path):
+    """Found by fuzzing: PyYAML's parser recursed out of the stack on such a file."""
+    path = tmp_path / "deep.yaml"
+    path.write_text("name: deep\nmodel: " + "[" * 5000 + "\n")
+    with pytest.raises(RecipeError, match="deep.yaml: not a recipe: its YAML nests"):
+        load_recipe(path)
+    recipe = load_recipe("deep_emotion_fer2013", ["data.root=" + "[" * 5000])
+    assert recipe["data"]["root"] == "[" * 5000          # not YAML: kept as the text

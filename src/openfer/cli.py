@@ -334,7 +334,10 @@ def _reader_options(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise OpenferError(f"--option {item!r}: expected KEY=VALUE, e.g. images=original")
-        options[key] = yaml.safe_load(value)
+        try:
+            options[key] = yaml.safe_load(value)
+        except (yaml.YAMLError, RecursionError):
+            options[key] = value              # not YAML (say a path with ': '): the text
     return options
 
 

@@ -143,6 +143,9 @@ def load_recipe(recipe: str | Path, overrides: Iterable[str] = ()) -> dict[str, 
             from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"{path}: cannot read the recipe ({exc})") from None
+    except RecursionError:
+        raise RecipeError(f"{path}: not a recipe: its YAML nests hundreds of levels deep") \
+            from None
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe is a YAML mapping of sections (model, data, ...), "
                           f"found {type(data).__name__}")
@@ -179,8 +182,8 @@ def parse_override(item: str) -> tuple[str, Any]:
     key, text = item.split("=", 1)
     try:
         value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
-        value = text
+    except (yaml.YAMLError, RecursionError):
+        value = text                          # not YAML: the text itself, checked later
     return key.strip(), value
 
 
