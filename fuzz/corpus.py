@@ -107,6 +107,17 @@ def _jaffe_ratings() -> bytes:
             b"2,1.23,2.90,1.77,4.81,3.06,2.00,KA-AN1\n")
 
 
+def _ferplus_votes() -> bytes:
+    return (b"Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,"
+            b"unknown,NF\nTraining,fer0000000.png,4,0,0,1,3,2,0,0,0,0\n"
+            b"PublicTest,,0,0,0,0,0,0,0,0,0,10\nPrivateTest,fer0000002.png,0,10,0,0,0,0,0,0,0,0\n")
+
+
+def _ferplus_label_csv() -> bytes:
+    return (b"fer0000000.png,4,0,0,1,3,2,0,0,0,0\n"
+            b'fer0028638.png,"(0, 0, 48, 48)",4,0,0,0,1,0,0,4,1,0\n')
+
+
 def _fmpn_labels() -> bytes:
     import pickle
     return pickle.dumps({"S005_001": 3.0, "S010_002": -1, "S011_001": 7.0}, protocol=2)
@@ -159,6 +170,8 @@ SEEDS = {
     "affwild2_va": lambda: [_affwild2_va()],
     "ckplus_emotion": lambda: [_ckplus_emotion()],
     "jaffe_ratings": lambda: [_jaffe_ratings()],
+    "ferplus_votes": lambda: [_ferplus_votes()],
+    "ferplus_label_csv": lambda: [_ferplus_label_csv()],
     "fmpn_labels": lambda: [_fmpn_labels()],
     "fmpn_list": lambda: [_fmpn_list()],
     "recipe": lambda: [_recipe()],
@@ -169,7 +182,7 @@ SEEDS = {
 IMAGE_TARGETS = {"image", "image_gray", "upload", "predict"}
 TEXT_TARGETS = {"fer2013_csv", "rafdb_labels", "rafdb_attributes", "affectnet_csv",
                 "affwild2_expr", "affwild2_va", "recipe", "ckplus_emotion", "fmpn_list",
-                "jaffe_ratings"}
+                "jaffe_ratings", "ferplus_votes", "ferplus_label_csv"}
 
 # -- mutations ---------------------------------------------------------------------------------
 

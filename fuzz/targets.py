@@ -83,6 +83,16 @@ def _jaffe_ratings(path: Path):
     return len(read_ratings(path))
 
 
+def _ferplus_votes(path: Path):
+    from openfer.data.ferplus import read_vote_file
+    return sum(len(rows) for rows in read_vote_file(path).values())
+
+
+def _ferplus_label_csv(path: Path):
+    from openfer.data.ferplus import read_label_csv
+    return len(read_label_csv(path))
+
+
 def _fmpn_labels(path: Path):
     from openfer.data.fmpn_layout import read_label_pickle
     return len(read_label_pickle(path))
@@ -122,6 +132,8 @@ TARGETS: dict[str, tuple[str, Callable[[Path], object]]] = {
     "affwild2_va": (".txt", _affwild2_va),
     "ckplus_emotion": (".txt", _ckplus_emotion),
     "jaffe_ratings": (".csv", _jaffe_ratings),
+    "ferplus_votes": (".csv", _ferplus_votes),
+    "ferplus_label_csv": (".csv", _ferplus_label_csv),
     "fmpn_labels": (".pkl", _fmpn_labels),
     "fmpn_list": (".csv", _fmpn_list),
     "recipe": (".yaml", _recipe),

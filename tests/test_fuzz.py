@@ -63,7 +63,7 @@ def test_mutated_valid_files(target, rng: random.Random, rounds, tmp_path_factor
     _check(target, data, tmp_path_factory.mktemp("fuzz", numbered=True))
 
 
-def test_a_generated_corpus_of_1700_malformed_inputs(tmp_path):
+def test_a_generated_corpus_of_100_malformed_inputs_per_target(tmp_path):
     outcomes = {}
     for target, name, data in corpus(100, seed=2024):
         path = tmp_path / f"{name}{TARGETS[target][0]}"
@@ -72,5 +72,5 @@ def test_a_generated_corpus_of_1700_malformed_inputs(tmp_path):
         assert not outcome.startswith(BUGS), f"{name}: {outcome}\n{detail}"
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
         path.unlink()
-    assert sum(outcomes.values()) == 100 * len(TARGETS) == 1700
-    assert outcomes["error"] > 1150     # most malformed inputs are refused, each naming its file
+    assert sum(outcomes.values()) == 100 * len(TARGETS) >= 1900
+    assert outcomes["error"] > 0.65 * 100 * len(TARGETS)   # most are refused, naming the file

@@ -66,6 +66,11 @@ def _mmi_fmpn(root, split, **kw) -> FaceDataset:
     return fmpn_layout.load_mmi(root, split, **kw)
 
 
+def _ferplus(root, split, **kw) -> FaceDataset:
+    from . import ferplus
+    return ferplus.load(root, split, **kw)
+
+
 def _jaffe(root, split, **kw) -> FaceDataset:
     from . import jaffe
     return jaffe.load(root, split, **kw)
@@ -80,6 +85,7 @@ def _ferg(root, split, **kw) -> FaceDataset:
 #: ``reader(root, split, *, image_size, channels, classes, **options) -> FaceDataset``.
 DATASETS: dict[str, Callable[..., FaceDataset]] = {
     "fer2013": _fer2013,
+    "ferplus": _ferplus,
     "folder": _folder,
     "rafdb": _rafdb,
     "affectnet": _affectnet,

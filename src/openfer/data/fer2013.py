@@ -83,9 +83,12 @@ def parse_pixels(text: str, path: Path, line: int) -> np.ndarray:
     return values.astype(np.uint8).reshape(48, 48)
 
 
-def csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield ``(line_number, row)`` of a FER2013-style CSV (plain or gzip), column names stripped
-    of spaces; a malformed file raises :class:`DataFormatError` with its line."""
+def csv_rows(path: Path, require: str = "pixels",
+             hint: str = "FER2013 files have the header 'emotion,pixels,Usage' (or Kaggle's "
+                         "'emotion,pixels')") -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield ``(line_number, row)`` of a FER2013-style CSV (plain or gzip; FER+'s vote file too),
+    column names stripped of spaces; a file without the ``require`` column, or malformed, raises
+    :class:`DataFormatError` with its line."""
     try:
         handle = open_text(path)
     except FileNotFoundError:
@@ -100,10 +103,9 @@ def csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error) as exc:
             raise DataFormatError(path, f"cannot read the header ({exc})") from None
         columns = [c.strip() for c in header]
-        if "pixels" not in columns:
-            raise DataFormatError(path, f"header {header!r} has no 'pixels' column",
-                                  line=1, hint="FER2013 files have the header "
-                                  "'emotion,pixels,Usage' (or Kaggle's 'emotion,pixels')")
+        if require not in columns:
+            raise DataFormatError(path, f"header {header!r} has no {require!r} column",
+                                  line=1, hint=hint)
         try:
             for row in reader:
                 if not row or (len(row) == 1 and not row[0].strip()):
