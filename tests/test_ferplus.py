@@ -117,3 +117,25 @@ def test_missing_pieces_are_explained(tmp_path, fer_plus):
     (tmp_path / "FER2013Train" / "label.csv").write_text("fer0000001.png,6,0,1,1,2,0,0,0,0,0\n")
     with pytest.raises(DataFormatError, match="1 listed images are missing, e.g. fer0000001"):
         load_dataset("ferplus", tmp_path, "Training")
+
+
+def test_the_ferplus_recipe_trains_an_8_class_model(fer2013_subset, tmp_path):
+    """fernet_m_ferplus for one epoch on real faces (1,200 Training and 300 PublicTest rows of
+    FER2013) with votes written in FER+'s format: the model gets FER+'s 8 classes."""
+    from openfer.checkpoint import load_weights
+    from openfer.engine.recipe import load_recipe
+    from openfer.engine.train import train
+
+    counts = {"Training": 1200, "PublicTest": 300}
+    rng = np.random.default_rng(0)
+    rows = [f"{usage},fer{i:07d}.png," + ",".join(map(str, np.eye(10, dtype=int)[
+        rng.integers(0, 8)] * 9 + np.eye(10, dtype=int)[8])) for usage, n in counts.items()
+        for i in range(n)]
+    (tmp_path / "fer2013new.csv").write_text(HEADER + "\n" + "\n".join(rows) + "\n")
+    recipe = load_recipe("fernet_m_ferplus", [
+        f"data.root={fer2013_subset}", f"data.options.labels={tmp_path / 'fer2013new.csv'}",
+        "trainer.max_epochs=1", "trainer.progress_bar=false", "trainer.precision=32"])
+    summary = train(recipe, output_dir=tmp_path / "run")
+    assert summary["metrics"]["n"] == 300
+    model = load_weights(tmp_path / "run" / "best.safetensors")
+    assert model.meta.classes[-1] == "contempt" and len(model.meta.classes) == 8
