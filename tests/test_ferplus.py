@@ -119,23 +119,110 @@ def test_missing_pieces_are_explained(tmp_path, fer_plus):
         load_dataset("ferplus", tmp_path, "Training")
 
 
-def test_the_ferplus_recipe_trains_an_8_class_model(fer2013_subset, tmp_path):
+def test_the_ferplus_recipe_trains_an_8_class_model_on_soft_labels(fer2013_subset, tmp_path):
     """fernet_m_ferplus for one epoch on real faces (1,200 Training and 300 PublicTest rows of
-    FER2013) with votes written in FER+'s format: the model gets FER+'s 8 classes."""
+    FER2013) with votes written in FER+'s format, in FERPlus's crossentropy mode (the label
+    distribution as the target): the model gets FER+'s 8 classes."""
     from openfer.checkpoint import load_weights
     from openfer.engine.recipe import load_recipe
     from openfer.engine.train import train
 
-    counts = {"Training": 1200, "PublicTest": 300}
     rng = np.random.default_rng(0)
-    rows = [f"{usage},fer{i:07d}.png," + ",".join(map(str, np.eye(10, dtype=int)[
-        rng.integers(0, 8)] * 9 + np.eye(10, dtype=int)[8])) for usage, n in counts.items()
-        for i in range(n)]
+
+    def votes():
+        first = rng.integers(0, 8)
+        counts = np.zeros(10, int)
+        counts[first], counts[(first + 1) % 8], counts[8] = 6, 3, 1
+        return ",".join(map(str, counts))
+    rows = [f"{usage},fer{i:07d}.png,{votes()}"
+            for usage, n in (("Training", 1200), ("PublicTest", 300)) for i in range(n)]
     (tmp_path / "fer2013new.csv").write_text(HEADER + "\n" + "\n".join(rows) + "\n")
     recipe = load_recipe("fernet_m_ferplus", [
         f"data.root={fer2013_subset}", f"data.options.labels={tmp_path / 'fer2013new.csv'}",
+        "data.options.mode=crossentropy", "loss.soft_targets=label_distribution",
         "trainer.max_epochs=1", "trainer.progress_bar=false", "trainer.precision=32"])
     summary = train(recipe, output_dir=tmp_path / "run")
     assert summary["metrics"]["n"] == 300
     model = load_weights(tmp_path / "run" / "best.safetensors")
     assert model.meta.classes[-1] == "contempt" and len(model.meta.classes) == 8
+
+
+def test_crossentropy_mode_as_ferplus_makes_it():
+    from openfer.data.ferplus import vote_distribution
+
+    # the top classes until they hold 75 % of the (non-single) votes: 4 + 3 of 9
+    np.testing.assert_allclose(vote_distribution(np.array([4, 0, 0, 1, 3, 2, 0, 0, 0, 0])),
+                               [4 / 7, 0, 0, 0, 3 / 7, 0, 0, 0])
+    # single votes zeroed: 6 of the remaining 8 is already 75 %
+    np.testing.assert_allclose(vote_distribution(np.array([6, 0, 1, 1, 2, 0, 0, 0, 0, 0])),
+                               [1, 0, 0, 0, 0, 0, 0, 0])
+    # unknown after a class is left out
+    np.testing.assert_allclose(vote_distribution(np.array([0, 6, 0, 0, 0, 0, 0, 0, 4, 0])),
+                               [0, 1, 0, 0, 0, 0, 0, 0])
+    assert vote_distribution(np.array([0, 5, 0, 0, 0, 0, 0, 0, 5, 0])) is None   # half only
+    assert vote_distribution(np.array([2, 2, 2, 2, 2, 0, 0, 0, 0, 0])) is None   # 5 tied > 3
+    assert vote_distribution(np.array([0, 0, 0, 0, 0, 0, 0, 0, 10, 0])) is None  # unknown
+    assert vote_distribution(np.array([1] * 10)) is None                         # all noise
+
+
+def test_crossentropy_mode_keeps_faces_with_their_distribution(fer_plus):
+    data = load_dataset("ferplus", fer_plus, "Training", mode="crossentropy")
+    assert len(data) == 2                    # the 4/3/2 face is kept too, labelled neutral
+    np.testing.assert_allclose(data.targets["label_distribution"][0],
+                               [4 / 7, 0, 0, 0, 3 / 7, 0, 0, 0], rtol=1e-6)
+    majority = load_dataset("ferplus", fer_plus, "Training")
+    assert majority.targets["label_distribution"].tolist() == [[1, 0, 0, 0, 0, 0, 0, 0]]
+    with pytest.raises(OpenferError, match="mode='soft': use majority or crossentropy"):
+        load_dataset("ferplus", fer_plus, "Training", mode="soft")
+
+
+def test_per_class_targets_follow_the_labels_into_the_models_class_order(fer_plus):
+    from openfer.engine.datamodule import to_model_classes
+
+    data = load_dataset("ferplus", fer_plus, "Training", mode="crossentropy")
+    order = ("anger", "contempt", "disgust", "fear", "happiness", "neutral", "sadness",
+             "surprise")
+    data = to_model_classes(data, order)
+    shares = dict(zip(order, data.targets["label_distribution"][0].tolist()))
+    assert shares["neutral"] == pytest.approx(4 / 7) and shares["anger"] == pytest.approx(3 / 7)
+    assert shares["disgust"] == 0 and data.classes[data.labels[0]].value == "neutral"
+
+
+def test_soft_loss_is_cross_entropy_against_the_distribution():
+    import torch
+
+    from openfer.engine.recipe import load_recipe
+    from openfer.engine.task import ClassificationTask
+
+    task = ClassificationTask(load_recipe("fernet_m_ferplus", ["loss.label_smoothing=0",
+                                                               "loss.soft_targets=votes8"]))
+    assert task.target_kinds == {"votes8": "distribution"}
+    logits = torch.randn(5, 8)
+    labels = torch.tensor([0, 3, 7, 1, 1])
+    one_hot = torch.nn.functional.one_hot(labels, 8).float()
+    assert torch.allclose(task.soft_loss(logits, one_hot),
+                          torch.nn.functional.cross_entropy(logits, labels), atol=1e-6)
+    half = (one_hot + torch.nn.functional.one_hot(torch.tensor([1, 1, 1, 1, 0]), 8)) / 2
+    expected = -(half * torch.log_softmax(logits, 1)).sum(1).mean()
+    assert torch.allclose(task.soft_loss(logits, half), expected, atol=1e-6)
+
+
+def test_soft_targets_need_the_classification_method():
+    from openfer.engine.recipe import load_recipe
+    from openfer.engine.train import TASKS
+    from openfer.errors import RecipeError
+
+    recipe = load_recipe("resnet18_centerloss_rafdb", ["loss.soft_targets=x"])
+    with pytest.raises(RecipeError, match="loss.soft_targets work with method 'classification'"):
+        TASKS[recipe["method"]](recipe)
+
+
+def test_a_missing_soft_target_is_named_before_training(fer_plus, tmp_path):
+    from openfer.engine.recipe import load_recipe
+    from openfer.engine.train import train
+
+    recipe = load_recipe("fernet_m_ferplus", [f"data.root={fer_plus}", "data.val_split=null",
+                                              "loss.soft_targets=probabilities"])
+    with pytest.raises(OpenferError, match="has no target 'probabilities'.*label_distribution"):
+        train(recipe, output_dir=tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()

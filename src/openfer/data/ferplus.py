@@ -21,9 +21,11 @@ Labels, as FERPlus's ``src/ferplus.py`` makes them in its ``majority`` mode: a s
 treated as noise and zeroed; a face whose top class then has more than half of the votes gets
 that class; any other face, or one whose top class is ``unknown`` or ``NF``, is dropped
 (counted in ``dataset.dropped``). Eight classes in the vote-column order (neutral first,
-contempt last; :data:`openfer.labels.FERPLUS`), not FER2013's. The ten raw counts of every kept
-face stay in ``dataset.targets["votes"]`` (N, 10) for soft-label training (FERPlus's
-``probability`` and ``crossentropy`` modes).
+contempt last; :data:`openfer.labels.FERPLUS`), not FER2013's. ``mode="crossentropy"`` keeps
+and labels the faces as FERPlus's ``crossentropy`` mode does instead (:func:`vote_distribution`).
+Every kept face's ten raw counts are in ``dataset.targets["votes"]`` (N, 10) and its label
+distribution over the eight classes in ``dataset.targets["label_distribution"]`` (one-hot in
+``majority`` mode), which a recipe trains on with ``loss.soft_targets: label_distribution``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from .text import read_text
 
 VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
                 "contempt", "unknown", "NF")
+MODES = ("majority", "crossentropy")
 FOLDERS = {"Training": "FER2013Train", "PublicTest": "FER2013Valid",
            "PrivateTest": "FER2013Test"}
 
@@ -56,6 +59,36 @@ def majority_label(votes: np.ndarray) -> int | None:
         return None
     winner = int(np.argmax(kept))
     return winner if winner < len(FERPLUS.emotions) else None
+
+
+def vote_distribution(votes: np.ndarray) -> np.ndarray | None:
+    """FERPlus's ``crossentropy`` (and ``probability``) mode: the label distribution over the
+    eight classes, or ``None`` when FERPlus discards the face. As ``src/ferplus.py`` does it:
+    single votes are zeroed; the top classes are taken, most votes first (ties together), until
+    they hold 75 % of the votes or three are taken, stopping at ``unknown`` / ``NF`` (dropped if
+    other classes came first); under half the votes covered, or more than three classes, and
+    the face is "unknown"; a face whose largest share is ``unknown`` / ``NF`` is discarded."""
+    raw = np.where(votes <= 1, 0, votes).astype(np.float64)
+    total = raw.sum()
+    chosen = np.zeros(len(raw))
+    covered, count, valid = 0.0, 0, True
+    while covered < 0.75 * total and count < 3 and valid:
+        top = raw.max()
+        for i in range(len(raw)):
+            if raw[i] == top:
+                chosen[i], raw[i] = top, 0
+                covered += chosen[i]
+                count += 1
+                if i >= len(FERPLUS.emotions):          # unknown or NF among the top
+                    valid = False
+                    if chosen.sum() > top:
+                        chosen[i] = 0
+                        count -= 1
+                    break
+    if chosen.sum() <= 0.5 * total or count > 3 or np.argmax(chosen) >= len(FERPLUS.emotions):
+        return None
+    shares = chosen[:len(FERPLUS.emotions)]
+    return shares / shares.sum()
 
 
 def _votes(fields: list[str], path: Path, line: int) -> np.ndarray:
@@ -112,27 +145,40 @@ def read_label_csv(path: Path) -> list[tuple[str, np.ndarray, int]]:
     return out
 
 
-def _labelled(rows, dropped: dict[str, int]) -> tuple[list[int], list[int], list[np.ndarray]]:
-    """Indices, labels and votes of the rows ``majority_label`` keeps; counts the rest."""
-    keep, labels, votes = [], [], []
+def _labelled(rows, dropped: dict[str, int], mode: str
+              ) -> tuple[list[int], list[int], list[np.ndarray], list[np.ndarray]]:
+    """Indices, labels, votes and label distributions of the rows FERPlus keeps in ``mode``;
+    counts the rest in ``dropped``."""
+    if mode not in MODES:
+        raise OpenferError(f"FER+ option mode={mode!r}: use majority or crossentropy")
+    keep, labels, votes, shares = [], [], [], []
     for i, (name, counts, _) in enumerate(rows):
         if not name:
             dropped["not a face (no image name)"] = dropped.get("not a face (no image name)", 0) + 1
             continue
-        label = majority_label(counts)
+        if mode == "majority":
+            label = majority_label(counts)
+            distribution = None if label is None else np.eye(len(FERPLUS.emotions))[label]
+        else:
+            distribution = vote_distribution(counts)
+            label = None if distribution is None else int(np.argmax(distribution))
         if label is None:
-            dropped["no majority, unknown or not a face"] = \
-                dropped.get("no majority, unknown or not a face", 0) + 1
+            reason = "no majority, unknown or not a face" if mode == "majority" else \
+                "votes too spread, unknown or not a face"
+            dropped[reason] = dropped.get(reason, 0) + 1
             continue
         keep.append(i)
         labels.append(label)
         votes.append(counts)
-    return keep, labels, votes
+        shares.append(distribution)
+    return keep, labels, votes, shares
 
 
-def _finish(dataset: FaceDataset, votes: list[np.ndarray], dropped: dict[str, int]
-            ) -> FaceDataset:
+def _finish(dataset: FaceDataset, votes: list[np.ndarray], shares: list[np.ndarray],
+            dropped: dict[str, int]) -> FaceDataset:
     dataset.targets["votes"] = np.stack(votes) if votes else np.zeros((0, 10), np.int64)
+    dataset.targets["label_distribution"] = np.stack(shares).astype(np.float32) if shares else \
+        np.zeros((0, len(FERPLUS.emotions)), np.float32)
     dataset.dropped.update(dropped)
     return dataset
 
@@ -148,7 +194,7 @@ def _pixel_file(root: Path) -> Path:
 
 
 def load(root, split: str, *, image_size=None, channels=None, labels: str | Path | None = None,
-         **_unused) -> FaceDataset:
+         mode: str = "majority", **_unused) -> FaceDataset:
     root = Path(root)
     if not root.exists():
         raise OpenferError(f"FER+ data not found at {root}: pass fer2013.csv (with "
@@ -157,7 +203,7 @@ def load(root, split: str, *, image_size=None, channels=None, labels: str | Path
     if usage not in USAGES:
         raise OpenferError(f"FER+ split {split!r}: use Training, PublicTest or PrivateTest")
     if root.is_dir() and (root / FOLDERS[usage]).is_dir():
-        return _load_folders(root, usage, image_size, channels)
+        return _load_folders(root, usage, image_size, channels, mode)
     pixels = _pixel_file(root)
     vote_file = Path(labels) if labels else pixels.parent / "fer2013new.csv"
     if not vote_file.is_file():
@@ -171,18 +217,18 @@ def load(root, split: str, *, image_size=None, channels=None, labels: str | Path
                            f"{len(images)}: FER+ pairs the two files row by row, so they must "
                            "be the original files, whole")
     dropped: dict[str, int] = {}
-    keep, classes, votes = _labelled(rows, dropped)
+    keep, classes, votes, shares = _labelled(rows, dropped, mode)
     dataset = ArrayFaceDataset(images[keep], np.asarray(classes, np.int64), FERPLUS.emotions,
                                name=f"ferplus:{usage}", label_set=FERPLUS,
                                sources=[f"{pixels.name}:{lines[i]}" for i in keep])
-    return _finish(dataset, votes, dropped)
+    return _finish(dataset, votes, shares, dropped)
 
 
-def _load_folders(root: Path, usage: str, image_size, channels) -> FaceDataset:
+def _load_folders(root: Path, usage: str, image_size, channels, mode: str) -> FaceDataset:
     folder = root / FOLDERS[usage]
     rows = read_label_csv(folder / "label.csv")
     dropped: dict[str, int] = {}
-    keep, classes, votes = _labelled(rows, dropped)
+    keep, classes, votes, shares = _labelled(rows, dropped, mode)
     paths = [folder / rows[i][0] for i in keep]
     absent = [p for p in paths if not p.is_file()]
     if absent:
@@ -191,4 +237,4 @@ def _load_folders(root: Path, usage: str, image_size, channels) -> FaceDataset:
     dataset = ImageFileDataset(paths, np.asarray(classes, np.int64), FERPLUS.emotions,
                                image_size=tuple(image_size or (48, 48)), channels=channels or 1,
                                name=f"ferplus:{usage}", label_set=FERPLUS)
-    return _finish(dataset, votes, dropped)
+    return _finish(dataset, votes, shares, dropped)

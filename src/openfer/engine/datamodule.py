@@ -153,6 +153,9 @@ class WithTargets(torch.utils.data.Dataset):
         self.arrays = {}
         for name, kind in kinds.items():
             values = dataset.targets.get(name)
+            if kind == "distribution":
+                self.arrays[name] = _distribution(dataset, name, values)
+                continue
             dtype = np.float32 if kind == "regression" else np.int64
             if values is None:
                 values = np.full(n, np.nan if kind == "regression" else -1)
@@ -176,8 +179,27 @@ class WithTargets(torch.utils.data.Dataset):
         return images, labels, {name: values[key] for name, values in self.arrays.items()}
 
 
+def _distribution(dataset: FaceDataset, name: str, values) -> torch.Tensor:
+    """A per-class target (N, classes) for ``loss.soft_targets``; every sample needs one."""
+    if values is None:
+        raise OpenferError(f"{dataset.name} has no target {name!r}, which loss.soft_targets "
+                           f"names; it has {', '.join(dataset.targets) or 'no targets'} "
+                           "(FER+ gives label_distribution)")
+    values = np.asarray(values, dtype=np.float32)
+    if values.shape != (len(dataset), len(dataset.classes)) or not np.isfinite(values).all():
+        raise OpenferError(f"{dataset.name}: target {name!r} has shape {values.shape}; soft "
+                           f"targets need finite values of shape ({len(dataset)}, "
+                           f"{len(dataset.classes)}): one share per class")
+    return torch.from_numpy(values)
+
+
+#: Per-sample targets with one column per class, re-indexed with the labels.
+PER_CLASS_TARGETS = ("label_distribution",)
+
+
 def to_model_classes(dataset: FaceDataset, model_classes: tuple[str, ...]) -> FaceDataset:
-    """Re-index a data set's labels into the model's class order, matching by emotion name.
+    """Re-index a data set's labels (and per-class targets) into the model's class order,
+    matching by emotion name.
 
     A data set whose class order differs from the model's (RAF-DB vs FER2013, say) is never fed
     by position; a class the model lacks is an error.
@@ -191,6 +213,12 @@ def to_model_classes(dataset: FaceDataset, model_classes: tuple[str, ...]) -> Fa
         return dataset
     index = np.array([model_classes.index(n) for n in names], dtype=np.int64)
     dataset.labels = index[dataset.labels]
+    for name in PER_CLASS_TARGETS:
+        if name in dataset.targets:
+            old = np.asarray(dataset.targets[name])
+            new = np.zeros((len(old), len(model_classes)), old.dtype)
+            new[:, index] = old
+            dataset.targets[name] = new
     from ..labels import emotions_from_names
     dataset.classes = emotions_from_names(model_classes)
     return dataset

@@ -52,8 +52,11 @@ DEFAULTS: dict[str, Any] = {
         "options": {},
     },
     "augment": None,
+    # soft_targets: the name of a per-class target of the data set (FER+'s label_distribution)
+    # that replaces the one-hot label in the cross-entropy (method: classification).
     "loss": {"label_smoothing": 0.0, "class_weights": None, "center_lambda": 0.01,
-             "center_alpha": 0.5, "head_weights": None, "lambda_multi": 1.0},
+             "center_alpha": 0.5, "head_weights": None, "lambda_multi": 1.0,
+             "soft_targets": None},
     "optimizer": {"name": "adam", "lr": 0.001, "weight_decay": 0.0, "momentum": 0.9,
                   "nesterov": False, "betas": [0.9, 0.999]},
     "scheduler": {"name": "none", "step_size": 10, "gamma": 0.1, "warmup_epochs": 0,

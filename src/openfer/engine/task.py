@@ -88,10 +88,12 @@ class ClassificationTask(L.LightningModule):
         self.mixup = self.augment is not None and self.augment.mixup > 0
         self.distill_alpha = float(distill.get("alpha", 0.0))
         self.distill_temperature = float(distill.get("temperature", 1.0))
-        if (teachers or self.mixup) and \
+        self.soft_targets = (recipe.get("loss") or {}).get("soft_targets")
+        if (teachers or self.mixup or self.soft_targets) and \
                 type(self).training_step is not ClassificationTask.training_step:
-            raise RecipeError(f"recipe {recipe['name']}: distill.teachers and augment.mixup work "
-                              f"with method 'classification', not {recipe['method']!r}")
+            raise RecipeError(f"recipe {recipe['name']}: distill.teachers, augment.mixup and "
+                              f"loss.soft_targets work with method 'classification', not "
+                              f"{recipe['method']!r}")
         object.__setattr__(self, "teacher", None)
         if not teachers:
             return
@@ -148,6 +150,20 @@ class ClassificationTask(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    @property
+    def target_kinds(self) -> dict[str, str]:
+        """Per-sample targets the data module attaches to every batch: the soft targets."""
+        return {self.soft_targets: "distribution"} if self.soft_targets else {}
+
+    def soft_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy against a label distribution (FER+'s crossentropy mode, Barsoum et al.
+        2016), with the recipe's label smoothing and the model's regularisation."""
+        smoothing = float(self.recipe["loss"]["label_smoothing"])
+        targets = targets.float() * (1.0 - smoothing) + smoothing / targets.shape[1]
+        loss = -(targets * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
+        regularization = getattr(self.model, "regularization_loss", None)
+        return loss + regularization() if regularization is not None else loss
+
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         loss = F.cross_entropy(logits, labels, weight=self.class_weights,
                                label_smoothing=float(self.recipe["loss"]["label_smoothing"]))
@@ -158,14 +174,19 @@ class ClassificationTask(L.LightningModule):
         torch.manual_seed(step_seed(self.seed, self.global_step, self.global_rank))
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        images, labels = batch
+        images, labels, *extra = batch
+        soft = extra[0][self.soft_targets] if extra and self.soft_targets else None
         x = self.prepare_input(images, train=True)
         if self.mixup:
             x, partner, lam = self.augment.mix(x)
         logits = self(x)
-        loss = self.compute_loss(logits, labels)
+
+        def loss_of(index=slice(None)):
+            return self.compute_loss(logits, labels[index]) if soft is None else \
+                self.soft_loss(logits, soft[index])
+        loss = loss_of()
         if self.mixup:
-            loss = lam * loss + (1.0 - lam) * self.compute_loss(logits, labels[partner])
+            loss = lam * loss + (1.0 - lam) * loss_of(partner)
         if self.teacher is not None:
             with torch.no_grad():
                 teacher_logits = self.teacher(x)
@@ -189,7 +210,7 @@ class ClassificationTask(L.LightningModule):
         self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(labels))
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        images, labels = batch
+        images, labels = batch[:2]
         self.update_validation_metrics(self(self.prepare_input(images, train=False)), labels)
 
     def on_validation_epoch_end(self) -> None:
