@@ -77,7 +77,7 @@ def run_predict(args, device: str) -> int:
     options = detector_options(detector, args.yunet, args.mtcnn)
     recognizer = Recognizer(args.model, detector=detector, device=device, backend=args.backend,
                             batch_size=args.batch_size, tta=args.tta, detector_options=options,
-                            precision=getattr(args, "precision", "auto"))
+                            precision=args.precision)
     mode = "json" if args.json else "csv" if args.csv else "text"
     writer = RecordWriter(mode, recognizer.meta.classes)
     annotated = Path(args.save_annotated) if args.save_annotated else None

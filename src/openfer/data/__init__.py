@@ -6,6 +6,7 @@ engine, the evaluator and the CLI use; each reader module documents the files it
 
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -15,9 +16,13 @@ from .dataset import ArrayFaceDataset, FaceDataset, ImageFileDataset
 __all__ = ["ArrayFaceDataset", "FaceDataset", "ImageFileDataset", "DATASETS", "load_dataset"]
 
 
-def _fer2013(root, split, **kw) -> FaceDataset:
-    from . import fer2013
-    return fer2013.load(root, split, **kw)
+def _reader(module: str, function: str = "load", **fixed) -> Callable[..., FaceDataset]:
+    """The reader ``<module>.<function>(root, split, **fixed, **options)``, its module imported
+    on first use, so that importing :mod:`openfer.data` loads no reader."""
+    def read(root, split, **kw) -> FaceDataset:
+        reader = getattr(import_module(f".{module}", __name__), function)
+        return reader(root, split, **fixed, **kw)
+    return read
 
 
 def _folder(root, split, *, image_size, channels, classes=None, **kw) -> FaceDataset:
@@ -31,71 +36,21 @@ def _folder(root, split, *, image_size, channels, classes=None, **kw) -> FaceDat
     return read_folder(root, image_size=image_size, channels=channels, classes=classes)
 
 
-def _rafdb(root, split, **kw) -> FaceDataset:
-    from . import rafdb
-    return rafdb.load(root, split, **kw)
-
-
-def _affectnet(root, split, **kw) -> FaceDataset:
-    from . import affectnet
-    return affectnet.load(root, split, **kw)
-
-
-def _affectnet7(root, split, **kw) -> FaceDataset:
-    from . import affectnet
-    return affectnet.load(root, split, seven=True, **kw)
-
-
-def _affwild2(root, split, **kw) -> FaceDataset:
-    from . import affwild2
-    return affwild2.load(root, split, **kw)
-
-
-def _ckplus(root, split, **kw) -> FaceDataset:
-    from . import ckplus
-    return ckplus.load(root, split, **kw)
-
-
-def _ckplus_fmpn(root, split, **kw) -> FaceDataset:
-    from . import fmpn_layout
-    return fmpn_layout.load_ckplus(root, split, **kw)
-
-
-def _mmi_fmpn(root, split, **kw) -> FaceDataset:
-    from . import fmpn_layout
-    return fmpn_layout.load_mmi(root, split, **kw)
-
-
-def _ferplus(root, split, **kw) -> FaceDataset:
-    from . import ferplus
-    return ferplus.load(root, split, **kw)
-
-
-def _jaffe(root, split, **kw) -> FaceDataset:
-    from . import jaffe
-    return jaffe.load(root, split, **kw)
-
-
-def _ferg(root, split, **kw) -> FaceDataset:
-    from . import ferg
-    return ferg.load(root, split, **kw)
-
-
 #: Reader per data set name:
 #: ``reader(root, split, *, image_size, channels, classes, **options) -> FaceDataset``.
 DATASETS: dict[str, Callable[..., FaceDataset]] = {
-    "fer2013": _fer2013,
-    "ferplus": _ferplus,
+    "fer2013": _reader("fer2013"),
+    "ferplus": _reader("ferplus"),
     "folder": _folder,
-    "rafdb": _rafdb,
-    "affectnet": _affectnet,
-    "affectnet7": _affectnet7,
-    "affwild2": _affwild2,
-    "ckplus": _ckplus,
-    "ckplus_fmpn": _ckplus_fmpn,
-    "mmi_fmpn": _mmi_fmpn,
-    "jaffe": _jaffe,
-    "ferg": _ferg,
+    "rafdb": _reader("rafdb"),
+    "affectnet": _reader("affectnet"),
+    "affectnet7": _reader("affectnet", seven=True),
+    "affwild2": _reader("affwild2"),
+    "ckplus": _reader("ckplus"),
+    "ckplus_fmpn": _reader("fmpn_layout", "load_ckplus"),
+    "mmi_fmpn": _reader("fmpn_layout", "load_mmi"),
+    "jaffe": _reader("jaffe"),
+    "ferg": _reader("ferg"),
 }
 
 

@@ -30,8 +30,7 @@ distribution over the eight classes in ``dataset.targets["label_distribution"]``
 
 from __future__ import annotations
 
-import csv
-import io
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +39,7 @@ from ..errors import DataFormatError, OpenferError
 from ..labels import FERPLUS
 from .dataset import ArrayFaceDataset, FaceDataset, ImageFileDataset
 from .fer2013 import CSV_NAMES, USAGES, canonical_split, csv_rows, read_csv
-from .text import read_text
+from .text import csv_lines
 
 VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
                 "contempt", "unknown", "NF")
@@ -108,11 +107,14 @@ def read_vote_file(path: Path) -> dict[str, list[tuple[str, np.ndarray, int]]]:
     """``fer2013new.csv``: per usage, ``(image name, votes, line)`` in file order."""
     rows: dict[str, list[tuple[str, np.ndarray, int]]] = {u: [] for u in USAGES}
     header = "Usage,Image name," + ",".join(VOTE_COLUMNS)
+    checked = False
     for line, row in csv_rows(path, require="Image name", hint=f"FER+'s header is {header}"):
-        missing = [c for c in ("Usage", *VOTE_COLUMNS) if c not in row]
-        if missing:
-            raise DataFormatError(path, f"the header has no column {missing[0]!r}", line=1,
-                                  hint=f"FER+'s header is {header}")
+        if not checked:                                  # the header's columns, once
+            missing = [c for c in ("Usage", *VOTE_COLUMNS) if c not in row]
+            if missing:
+                raise DataFormatError(path, f"the header has no column {missing[0]!r}", line=1,
+                                      hint=f"FER+'s header is {header}")
+            checked = True
         usage = row["Usage"].strip()
         if usage not in rows:
             raise DataFormatError(path, f"unknown Usage {usage!r}; expected one of "
@@ -126,35 +128,29 @@ def read_label_csv(path: Path) -> list[tuple[str, np.ndarray, int]]:
     """A generated folder's ``label.csv``: ``(image name, votes, line)``; rows of 11 fields, or
     12 with the older quoted face box second."""
     out = []
-    reader = csv.reader(io.StringIO(read_text(path), newline=""))
-    try:
-        for row in reader:
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) not in (11, 12):
-                raise DataFormatError(path, f"expected 11 fields (name and 10 vote counts) or 12 "
-                                      f"(with a face box), found {len(row)}",
-                                      line=reader.line_num)
-            out.append((row[0].strip(), _votes(row[-10:], path, reader.line_num),
-                        reader.line_num))
-    except csv.Error as exc:
-        raise DataFormatError(path, f"not a readable CSV ({exc})",
-                              line=reader.line_num + 1) from None
+    for line, row in csv_lines(path):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) not in (11, 12):
+            raise DataFormatError(path, f"expected 11 fields (name and 10 vote counts) or 12 "
+                                  f"(with a face box), found {len(row)}", line=line)
+        out.append((row[0].strip(), _votes(row[-10:], path, line), line))
     if not out:
         raise DataFormatError(path, "the label file has no rows")
     return out
 
 
-def _labelled(rows, dropped: dict[str, int], mode: str
-              ) -> tuple[list[int], list[int], list[np.ndarray], list[np.ndarray]]:
-    """Indices, labels, votes and label distributions of the rows FERPlus keeps in ``mode``;
-    counts the rest in ``dropped``."""
+def _labelled(rows, mode: str) -> tuple[list[int], list[int], list[np.ndarray],
+                                        list[np.ndarray], Counter]:
+    """Indices, labels, votes and label distributions of the rows FERPlus keeps in ``mode``,
+    and the count of the rest by reason."""
     if mode not in MODES:
         raise OpenferError(f"FER+ option mode={mode!r}: use majority or crossentropy")
     keep, labels, votes, shares = [], [], [], []
+    dropped: Counter = Counter()
     for i, (name, counts, _) in enumerate(rows):
         if not name:
-            dropped["not a face (no image name)"] = dropped.get("not a face (no image name)", 0) + 1
+            dropped["not a face (no image name)"] += 1
             continue
         if mode == "majority":
             label = majority_label(counts)
@@ -163,19 +159,18 @@ def _labelled(rows, dropped: dict[str, int], mode: str
             distribution = vote_distribution(counts)
             label = None if distribution is None else int(np.argmax(distribution))
         if label is None:
-            reason = "no majority, unknown or not a face" if mode == "majority" else \
-                "votes too spread, unknown or not a face"
-            dropped[reason] = dropped.get(reason, 0) + 1
+            dropped["no majority, unknown or not a face" if mode == "majority" else
+                    "votes too spread, unknown or not a face"] += 1
             continue
         keep.append(i)
         labels.append(label)
         votes.append(counts)
         shares.append(distribution)
-    return keep, labels, votes, shares
+    return keep, labels, votes, shares, dropped
 
 
 def _finish(dataset: FaceDataset, votes: list[np.ndarray], shares: list[np.ndarray],
-            dropped: dict[str, int]) -> FaceDataset:
+            dropped: Counter) -> FaceDataset:
     dataset.targets["votes"] = np.stack(votes) if votes else np.zeros((0, 10), np.int64)
     dataset.targets["label_distribution"] = np.stack(shares).astype(np.float32) if shares else \
         np.zeros((0, len(FERPLUS.emotions)), np.float32)
@@ -216,8 +211,7 @@ def load(root, split: str, *, image_size=None, channels=None, labels: str | Path
         raise OpenferError(f"{vote_file} has {len(rows)} {usage} rows and {pixels} has "
                            f"{len(images)}: FER+ pairs the two files row by row, so they must "
                            "be the original files, whole")
-    dropped: dict[str, int] = {}
-    keep, classes, votes, shares = _labelled(rows, dropped, mode)
+    keep, classes, votes, shares, dropped = _labelled(rows, mode)
     dataset = ArrayFaceDataset(images[keep], np.asarray(classes, np.int64), FERPLUS.emotions,
                                name=f"ferplus:{usage}", label_set=FERPLUS,
                                sources=[f"{pixels.name}:{lines[i]}" for i in keep])
@@ -227,8 +221,7 @@ def load(root, split: str, *, image_size=None, channels=None, labels: str | Path
 def _load_folders(root: Path, usage: str, image_size, channels, mode: str) -> FaceDataset:
     folder = root / FOLDERS[usage]
     rows = read_label_csv(folder / "label.csv")
-    dropped: dict[str, int] = {}
-    keep, classes, votes, shares = _labelled(rows, dropped, mode)
+    keep, classes, votes, shares, dropped = _labelled(rows, mode)
     paths = [folder / rows[i][0] for i in keep]
     absent = [p for p in paths if not p.is_file()]
     if absent:

@@ -31,8 +31,6 @@ Options:
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from pathlib import Path
 
@@ -43,7 +41,7 @@ from ..labels import JAFFE, Emotion
 from .dataset import ImageFileDataset
 from .detected import crop_regions
 from .folds import check_subject_independent, select_fold, subject_folds
-from .text import read_text
+from .text import csv_lines
 
 NAME = re.compile(r"^(?P<subject>[A-Za-z]{2})\.(?P<code>[A-Za-z]{2})(?P<repetition>\d+)"
                   r"\.(?P<number>\d+)\.tiff?$", re.IGNORECASE)
@@ -84,18 +82,9 @@ def read_ratings(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise OpenferError(f"JAFFE ratings file {path} not found")
-    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    rows = csv_lines(path)
     try:
-        return _parse_ratings(path, reader)
-    except csv.Error as exc:
-        raise DataFormatError(path, f"not a readable CSV ({exc})",
-                              line=reader.line_num + 1) from None
-
-
-def _parse_ratings(path: Path, reader) -> dict[str, np.ndarray]:
-    """The rows of :func:`read_ratings`'s table, checked."""
-    try:
-        header = [c.strip().upper() for c in next(reader)]
+        header = [c.strip().upper() for c in next(rows)[1]]
     except StopIteration:
         raise DataFormatError(path, "the ratings file is empty") from None
     missing = [c for c in (*RATING_COLUMNS, "PIC") if c not in header]
@@ -104,10 +93,9 @@ def _parse_ratings(path: Path, reader) -> dict[str, np.ndarray]:
                               hint="expected N, HAP, SAD, SUR, ANG, DIS, FEA, PIC")
     where = [header.index(c) for c in RATING_COLUMNS]
     ratings: dict[str, np.ndarray] = {}
-    for row in reader:
+    for line, row in rows:
         if not any(v.strip() for v in row):
             continue
-        line = reader.line_num
         if len(row) != len(header):
             raise DataFormatError(path, f"expected {len(header)} fields, found {len(row)}",
                                   line=line)
@@ -140,13 +128,14 @@ def load(root, split: str = "all", *, image_size, channels, neutral: bool = True
         if path.suffix.lower() not in (".tiff", ".tif") or path.name.startswith("."):
             continue                                     # README, .DS_Store, ...
         subject, code, repetition = parse_name(path)
-        emotion = JAFFE.emotions[JAFFE.native_names.index(code)]
+        native = JAFFE.native_names.index(code)
+        emotion = JAFFE.emotions[native]
         if emotion not in keep:
             dropped += 1
             continue
         paths.append(path)
         labels.append(keep.index(emotion))
-        codes.append(JAFFE.native_names.index(code))
+        codes.append(native)
         subjects.append(subject)
         keys.append(f"{subject}-{code}{repetition}")
     if not paths:

@@ -6,7 +6,10 @@ error that says which file, which line and which byte, not a ``UnicodeDecodeErro
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import DataFormatError
 
@@ -27,3 +30,17 @@ def read_text(path: str | Path) -> str:
         raise DataFormatError(path, f"byte 0x{raw[exc.start]:02x} at offset {exc.start} is not "
                               "UTF-8 text", line=line,
                               hint="re-save the file as UTF-8") from None
+
+
+def csv_lines(path: str | Path) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, fields)`` of every row of a small CSV annotation file (blank rows too),
+    read through :func:`read_text`; a row the csv module cannot parse is a
+    :class:`DataFormatError` with its line."""
+    path = Path(path)
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    try:
+        for row in reader:
+            yield reader.line_num, row
+    except csv.Error as exc:
+        raise DataFormatError(path, f"not a readable CSV ({exc})",
+                              line=reader.line_num + 1) from None

@@ -35,9 +35,9 @@ from typing import Any
 import torch
 from torch import nn
 
-PRECISIONS = ("fp32", "bf16")
-TORCH_DIR = os.path.dirname(torch.__file__)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+PRECISIONS = tuple(DTYPES)
+TORCH_DIR = os.path.dirname(torch.__file__)
 TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 5e-2}   # trace vs eager, relative to the output
 MAX_GRAPHS = 8         # input shapes (batch sizes) that get a graph of their own...
 OWN_GRAPH_AFTER = 3    # ...once seen this many times
