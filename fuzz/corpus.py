@@ -107,6 +107,11 @@ def _jaffe_ratings() -> bytes:
             b"2,1.23,2.90,1.77,4.81,3.06,2.00,KA-AN1\n")
 
 
+def _mmi_index() -> bytes:
+    return (b"session,video,label,subject,apex\n100,Sessions/100/S001-100.avi,happiness,1,\n"
+            b"101,Sessions/101/S001-101.avi,surprise,1,32\n")
+
+
 def _ferplus_votes() -> bytes:
     return (b"Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,"
             b"unknown,NF\nTraining,fer0000000.png,4,0,0,1,3,2,0,0,0,0\n"
@@ -170,6 +175,7 @@ SEEDS = {
     "affwild2_va": lambda: [_affwild2_va()],
     "ckplus_emotion": lambda: [_ckplus_emotion()],
     "jaffe_ratings": lambda: [_jaffe_ratings()],
+    "mmi_index": lambda: [_mmi_index()],
     "ferplus_votes": lambda: [_ferplus_votes()],
     "ferplus_label_csv": lambda: [_ferplus_label_csv()],
     "fmpn_labels": lambda: [_fmpn_labels()],
@@ -182,7 +188,7 @@ SEEDS = {
 IMAGE_TARGETS = {"image", "image_gray", "upload", "predict"}
 TEXT_TARGETS = {"fer2013_csv", "rafdb_labels", "rafdb_attributes", "affectnet_csv",
                 "affwild2_expr", "affwild2_va", "recipe", "ckplus_emotion", "fmpn_list",
-                "jaffe_ratings", "ferplus_votes", "ferplus_label_csv"}
+                "jaffe_ratings", "ferplus_votes", "ferplus_label_csv", "mmi_index"}
 
 # -- mutations ---------------------------------------------------------------------------------
 

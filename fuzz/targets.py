@@ -78,6 +78,11 @@ def _ckplus_emotion(path: Path):
     return read_emotion_file(path)
 
 
+def _mmi_index(path: Path):
+    from openfer.data.mmi import read_index
+    return len(read_index(path))
+
+
 def _jaffe_ratings(path: Path):
     from openfer.data.jaffe import read_ratings
     return len(read_ratings(path))
@@ -132,6 +137,7 @@ TARGETS: dict[str, tuple[str, Callable[[Path], object]]] = {
     "affwild2_va": (".txt", _affwild2_va),
     "ckplus_emotion": (".txt", _ckplus_emotion),
     "jaffe_ratings": (".csv", _jaffe_ratings),
+    "mmi_index": (".csv", _mmi_index),
     "ferplus_votes": (".csv", _ferplus_votes),
     "ferplus_label_csv": (".csv", _ferplus_label_csv),
     "fmpn_labels": (".pkl", _fmpn_labels),

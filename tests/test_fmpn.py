@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -307,6 +308,32 @@ def test_masks_come_from_the_training_fold_only(tmp_path):
     assert np.array_equal(before, after)
 
 
+def test_cropped_sequences_subtract_the_neutral_frame_cropped_alike(tmp_path):
+    """With face regions (crop=detect), each neutral frame is cut by its sample's region:
+    the masks equal those of the same sequences with every file cropped beforehand."""
+    from openfer.data import ImageFileDataset
+    from openfer.data.motion_masks import compute_class_masks
+
+    root = write_ckplus(tmp_path / "ck", subjects=2)
+    whole = load_dataset("ckplus", root, "all", image_size=(32, 32), channels=1)
+    box = (2, 2, 40, 40)
+    regioned = ImageFileDataset(whole.paths, whole.labels, whole.classes, image_size=(32, 32),
+                                channels=1, regions=[box] * len(whole), name="regioned")
+    regioned.reference_paths = whole.reference_paths
+
+    def cropped(path):
+        out = tmp_path / "cropped" / Path(path).name
+        if not out.exists():
+            out.parent.mkdir(exist_ok=True)
+            Image.open(path).crop((2, 2, 42, 42)).save(out)
+        return out
+    precropped = ImageFileDataset([cropped(p) for p in whole.paths], whole.labels,
+                                  whole.classes, image_size=(32, 32), channels=1,
+                                  name="precropped")
+    precropped.reference_paths = [cropped(p) for p in whole.reference_paths]
+    assert np.array_equal(compute_class_masks(regioned), compute_class_masks(precropped))
+
+
 def test_image_data_masks_are_class_mean_minus_neutral_mean(fer2013_subset):
     from openfer.data.motion_masks import compute_class_masks
 
@@ -353,6 +380,9 @@ def test_linear_decay_schedule_is_fmpns_lambda_policy():
     assert [rule(e) for e in range(300)] == original
     assert rule(0) == 1.0 and rule(147) == 1.0 and rule(298) == pytest.approx(1 / 151)
     assert rule(299) == 0.0          # the policy's last epoch runs at lr 0, as the original's
+    short = build_scheduler(config, optimizer, 80, 8)["scheduler"].lr_lambdas[0]
+    # a run shorter than decay_epochs decays over its own epochs, not from 7 % of the rate
+    assert [short(e) for e in range(8)] == pytest.approx([(7 - e) / 9 for e in range(8)])
 
 
 def test_k_fold_runner_trains_both_stages_per_fold_and_resumes(tmp_path):

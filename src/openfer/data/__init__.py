@@ -48,6 +48,7 @@ DATASETS: dict[str, Callable[..., FaceDataset]] = {
     "affwild2": _reader("affwild2"),
     "ckplus": _reader("ckplus"),
     "ckplus_fmpn": _reader("fmpn_layout", "load_ckplus"),
+    "mmi": _reader("mmi"),
     "mmi_fmpn": _reader("fmpn_layout", "load_mmi"),
     "jaffe": _reader("jaffe"),
     "ferg": _reader("ferg"),

@@ -31,7 +31,7 @@ from ..errors import DataFormatError, OpenferError
 from ..labels import CKPLUS, Emotion
 from .dataset import ImageFileDataset
 from .detected import crop_regions
-from .folds import check_subject_independent, fold_of_names, select_fold, subject_folds
+from .folds import subject_split
 from .text import read_text
 
 LABEL_DIRS = ("Emotion", "Emotion_labels")
@@ -101,15 +101,8 @@ def load(root, split: str = "all", *, image_size, channels, frames: int = 3,
             labels.append(keep.index(CKPLUS.emotions[sample_code]))
             subjects.append(subject)
             references.append(sequence_frames[0])
-    if fold_lists:
-        fold_index = fold_of_names(fold_lists, [p.name for p in paths], folds)
-    elif split == "all":
-        fold_index = np.zeros(len(paths), np.int64)      # no folds asked for
-    else:
-        fold_index = subject_folds(subjects, folds)
-    check_subject_independent(subjects, fold_index)
-    chosen = select_fold(fold_index, split, fold, folds)
-    index = np.flatnonzero(chosen)
+    index = subject_split(subjects, split, fold, folds, names=[p.name for p in paths],
+                          fold_lists=fold_lists)
     if not len(index):
         raise OpenferError(f"CK+ split {split!r} (fold {fold}) has no samples")
     chosen_paths = [paths[i] for i in index]

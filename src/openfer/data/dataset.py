@@ -186,14 +186,11 @@ class ImageFileDataset(FaceDataset):
         self.regions = regions
 
     def load(self, index: int) -> np.ndarray:
-        image = imageio.read_image(self.paths[index], self.channels)
-        region = self.regions[index] if self.regions is not None else None
-        if region is not None and np.shape(region) == (2, 3):
-            from ..faces.align import warp
-            return warp(image, np.asarray(region, np.float64), tuple(self.image_size))
-        if region is not None:
-            image = crop_box(image, region)
-        return imageio.resize(image, self.image_size)
+        return load_face(self.paths[index], self.channels, self.image_size, self.region(index))
+
+    def region(self, index: int):
+        """Sample ``index``'s face region (a box or an affine matrix), or ``None``."""
+        return self.regions[index] if self.regions is not None else None
 
     def __getitem__(self, index: int):
         array = self.load(index)
@@ -220,6 +217,19 @@ class ImageFileDataset(FaceDataset):
         dataset.dropped, dataset.targets, dataset.problems = (self.dropped, self.targets,
                                                               self.problems)
         return dataset
+
+
+def load_face(path: str | Path, channels: int, image_size: tuple[int, int], region=None
+              ) -> np.ndarray:
+    """An image file as a (H, W, channels) ``uint8`` face of ``image_size``: the whole image, the
+    box ``region`` (x, y, w, h) cropped, or warped by ``region`` as a 2x3 affine matrix."""
+    image = imageio.read_image(path, channels)
+    if region is not None and np.shape(region) == (2, 3):
+        from ..faces.align import warp
+        return warp(image, np.asarray(region, np.float64), tuple(image_size))
+    if region is not None:
+        image = crop_box(image, region)
+    return imageio.resize(image, image_size)
 
 
 def crop_box(image: np.ndarray, box) -> np.ndarray:

@@ -90,3 +90,20 @@ def select_fold(folds: np.ndarray, split: str, fold: int | None, k: int) -> np.n
     if not 0 <= int(fold) < k:
         raise OpenferError(f"fold {fold} is outside 0..{k - 1}")
     return (folds == int(fold)) if split == "test" else (folds != int(fold)) & (folds >= 0)
+
+
+def subject_split(subjects: Sequence[str], split: str, fold: int | None, k: int = 10, *,
+                  names: Sequence[str] | None = None, fold_lists: str | Path | None = None
+                  ) -> np.ndarray:
+    """Indices of the samples of ``split`` (all / train / test of ``fold``) in a
+    subject-independent k-fold split: FMPN's lists in ``fold_lists`` (matched on ``names``) when
+    given, else :func:`subject_folds`; the assignment is checked with
+    :func:`check_subject_independent` either way."""
+    if fold_lists:
+        fold_index = fold_of_names(fold_lists, [Path(n).name for n in names or ()], k)
+    elif split == "all":
+        fold_index = np.zeros(len(subjects), np.int64)      # no folds asked for
+    else:
+        fold_index = subject_folds(subjects, k)
+    check_subject_independent(subjects, fold_index)
+    return np.flatnonzero(select_fold(fold_index, split, fold, k))

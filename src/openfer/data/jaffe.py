@@ -40,7 +40,7 @@ from ..errors import DataFormatError, OpenferError
 from ..labels import JAFFE, Emotion
 from .dataset import ImageFileDataset
 from .detected import crop_regions
-from .folds import check_subject_independent, select_fold, subject_folds
+from .folds import subject_split
 from .text import csv_lines
 
 NAME = re.compile(r"^(?P<subject>[A-Za-z]{2})\.(?P<code>[A-Za-z]{2})(?P<repetition>\d+)"
@@ -140,10 +140,7 @@ def load(root, split: str = "all", *, image_size, channels, neutral: bool = True
         keys.append(f"{subject}-{code}{repetition}")
     if not paths:
         raise OpenferError(f"{folder}: no JAFFE images of the classes asked for")
-    fold_index = (np.zeros(len(paths), np.int64) if split == "all"
-                  else subject_folds(subjects, folds))
-    check_subject_independent(subjects, fold_index)
-    index = np.flatnonzero(select_fold(fold_index, split, fold, folds))
+    index = subject_split(subjects, split, fold, folds)
     chosen = [paths[i] for i in index]
     table = read_ratings(ratings) if ratings is not None else None    # fail before detecting
     regions, problems = crop_regions(chosen, crop, detector, "JAFFE")

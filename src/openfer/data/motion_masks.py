@@ -20,7 +20,7 @@ import torch
 from ..errors import OpenferError
 from ..labels import Emotion
 from . import images as imageio
-from .dataset import to_grey
+from .dataset import load_face, to_grey
 
 
 def _grey(batch: torch.Tensor) -> np.ndarray:
@@ -52,13 +52,15 @@ def compute_class_masks(dataset, batch_size: int = 256) -> np.ndarray:
     labels = np.asarray(dataset.labels)
     if references is not None:                                   # sequences: |expr − neutral|
         cache: dict[str, np.ndarray] = {}
+        region_of = getattr(dataset, "region", lambda i: None)
         for i in range(len(dataset)):
             face = _grey(dataset[i][0][None])[0]
-            ref = str(references[i])
-            if ref not in cache:
-                image = imageio.read_image(references[i], 1)
-                cache[ref] = imageio.resize(image, (h, w))[:, :, 0].astype(np.float64)
-            sums[labels[i]] += np.abs(face - cache[ref])
+            region = region_of(i)            # the neutral frame cut as the sample is: aligned
+            key = f"{references[i]}|{np.asarray(region).tolist() if region is not None else ''}"
+            if key not in cache:
+                cache[key] = load_face(references[i], 1, (h, w), region)[:, :, 0].astype(
+                    np.float64)
+            sums[labels[i]] += np.abs(face - cache[key])
             counts[labels[i]] += 1
         return _normalise(sums / np.maximum(counts, 1)[:, None, None], counts > 0,
                           dataset.classes)

@@ -259,7 +259,9 @@ def build_scheduler(config: dict, optimizer, total_steps: int, max_epochs: int,
     if name == "linear_decay":
         # FMPN's (CycleGAN's) "lambda" policy with epoch_count 1: constant for max_epochs -
         # decay_epochs epochs, then linear towards 0: 1 - max(0, e + 2 - constant) / (decay + 1).
-        decay = int(config["decay_epochs"])
+        # A run shorter than decay_epochs decays over all its epochs from the full rate (the
+        # original's formula would start it at (max_epochs - 1) / (decay_epochs + 1) of it).
+        decay = min(int(config["decay_epochs"]), max_epochs)
         constant = max_epochs - decay
         return {"scheduler": torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda e: 1.0 - max(0, e + 2 - constant) / float(decay + 1)),
