@@ -141,6 +141,27 @@ def test_float_faces_in_0_1_classify_as_their_uint8_images(publictest):
     assert np.abs(as_uint8 - as_float).max() < 1e-5
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_float_faces_of_another_size_are_resized_as_uint8_faces_are(publictest, backend):
+    """One rule for float faces on both backends and in ``to_model_input``: resized to the
+    model's size like ``uint8`` faces (before, the ONNX path only cropped them)."""
+    if backend == "onnx":
+        pytest.importorskip("onnxruntime")
+    big = torch.nn.functional.interpolate(publictest.images[:16].float(), size=(64, 64),
+                                          mode="bilinear", antialias=True)
+    big = big.round().clamp(0, 255).byte()
+    rec = Recognizer("default", detector="none", precision="fp32", backend=backend)
+    as_uint8 = rec.classify(big.permute(0, 2, 3, 1).numpy())
+    as_float = rec.classify(big.permute(0, 2, 3, 1).numpy().astype(np.float32) / 255.0)
+    assert as_float.shape == (16, 7)
+    assert np.abs(as_uint8 - as_float).max() < 0.02      # rounding after resizing, at most
+    meta = rec.meta
+    x_uint8 = to_model_input(big, meta)
+    x_float = to_model_input(big.float() / 255.0, meta)
+    assert x_float.shape == x_uint8.shape == (16, meta.channels, *meta.input_size)
+    assert (x_float - x_uint8).abs().max() * min(meta.std) <= 1 / 255 + 1e-6
+
+
 @pytest.mark.parametrize("side", [48, 56, 64])
 def test_classify_resizes_and_crops_as_the_model_was_trained(publictest, side):
     """A model trained on centre crops (load 56 px -> input 48 px) gets every face resized to

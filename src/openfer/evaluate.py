@@ -26,10 +26,10 @@ def predict_probabilities(model: torch.nn.Module, dataset: FaceDataset, *, batch
     out = []
     for images in _batches(dataset, batch_size):
         x = to_model_input(images.to(device), meta)
-        logits = _logits(model(x))
+        logits = class_logits(model(x))
         probs = logits.softmax(-1)
         if tta_flip:
-            probs = (probs + _logits(model(x.flip(-1))).softmax(-1)) / 2
+            probs = (probs + class_logits(model(x.flip(-1))).softmax(-1)) / 2
         out.append(probs.float().cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, meta.num_classes), np.float32)
 
@@ -105,7 +105,7 @@ def head_reports(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: in
     return reports
 
 
-def _logits(output) -> torch.Tensor:
+def class_logits(output) -> torch.Tensor:
     """Class logits of a model's output (a tensor, or a tuple/dict whose first item they are)."""
     if isinstance(output, torch.Tensor):
         return output

@@ -27,7 +27,7 @@ import torch
 from .data.images import pil_to_array, read_image_bounded, to_channels
 from .data.transforms import normalize, to_input_size, to_model_input
 from .errors import DataFormatError, OpenferError
-from .evaluate import _logits
+from .evaluate import class_logits
 from .faces.align import BOX_ALIGNMENT, align_face
 from .faces.detect import DetectedFace, create_detector
 from .faces.track import IoUTracker
@@ -121,7 +121,7 @@ class FaceScorer(torch.nn.Module):
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
         x = normalize(faces.to(torch.float32) * (1 / 255.0), self.meta)    # as to_model_input
         weight = next(self.model.parameters(), None)
-        return _logits(self.model(x if weight is None else x.to(weight.dtype))).float() \
+        return class_logits(self.model(x if weight is None else x.to(weight.dtype))).float() \
             .softmax(-1)
 
 

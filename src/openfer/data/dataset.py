@@ -153,9 +153,9 @@ def to_grey(x: torch.Tensor) -> torch.Tensor:
     return (x * weights).sum(1, keepdim=True)
 
 
-def convert_uint8_batch(batch: torch.Tensor, size: tuple[int, int], channels: int) -> torch.Tensor:
-    """Resize (antialiased bilinear) and change channels of a ``uint8`` (B, C, H, W) batch."""
-    x = batch.float()
+def convert_batch(x: torch.Tensor, size: tuple[int, int], channels: int) -> torch.Tensor:
+    """Resize (antialiased bilinear) and change channels of a float (B, C, H, W) batch, in any
+    value range (the same tensor when nothing changes)."""
     if x.shape[1] != channels:
         if channels == 3 and x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
@@ -166,6 +166,12 @@ def convert_uint8_batch(batch: torch.Tensor, size: tuple[int, int], channels: in
     if tuple(x.shape[-2:]) != tuple(size):
         x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False,
                                             antialias=True)
+    return x
+
+
+def convert_uint8_batch(batch: torch.Tensor, size: tuple[int, int], channels: int) -> torch.Tensor:
+    """:func:`convert_batch` for a ``uint8`` batch, rounded back to ``uint8``."""
+    x = convert_batch(batch.float(), size, channels)
     return x.round().clamp_(0, 255).to(torch.uint8)   # not round_(): x may be an expand()
 
 

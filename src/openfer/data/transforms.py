@@ -16,28 +16,28 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .dataset import convert_uint8_batch
+from .dataset import convert_batch, convert_uint8_batch
 
 
 def to_model_input(batch: torch.Tensor, meta, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """``uint8`` (B, C, H, W) -> normalised float input: size and channels from ``meta``.
+    """(B, C, H, W) faces -> normalised float input: size and channels from ``meta``.
 
     Faces are brought to ``meta.load_size`` (resize) and centre-cropped to ``meta.input_size``
-    (:func:`to_input_size`); a float batch is taken as already in [0, 1].
+    (:func:`to_input_size`); a ``uint8`` batch is scaled to [0, 1], a float batch is taken as
+    already in [0, 1] (and resized without rounding).
     """
-    if batch.dtype == torch.uint8:
-        x = to_input_size(batch, meta).to(dtype).mul_(1 / 255.0)
-    else:
-        x = crop_batch(batch.to(dtype), tuple(meta.input_size), random_five=False)
-    return normalize(x, meta)
+    x = to_input_size(batch, meta).to(dtype)
+    return normalize(x.mul_(1 / 255.0) if batch.dtype == torch.uint8 else x, meta)
 
 
 def to_input_size(batch: torch.Tensor, meta) -> torch.Tensor:
-    """A ``uint8`` (B, C, H, W) batch resized to ``meta.load_size`` with ``meta.channels`` and
-    centre-cropped to ``meta.input_size``, still ``uint8`` (the same tensor when it fits)."""
+    """A (B, C, H, W) batch resized to ``meta.load_size`` with ``meta.channels`` and
+    centre-cropped to ``meta.input_size``, in its own dtype (``uint8`` stays ``uint8``; the same
+    tensor when it fits)."""
     load = tuple(meta.load_size)
     if tuple(batch.shape[-2:]) != load or batch.shape[1] != meta.channels:
-        batch = convert_uint8_batch(batch, load, meta.channels)
+        batch = (convert_uint8_batch(batch, load, meta.channels) if batch.dtype == torch.uint8
+                 else convert_batch(batch, load, meta.channels))
     return crop_batch(batch, tuple(meta.input_size), random_five=False)
 
 
