@@ -74,6 +74,7 @@ def test_auto_detector_prefers_yunet_when_its_weights_are_found(monkeypatch, yun
     monkeypatch.delenv("OPENFER_YUNET")
     monkeypatch.delenv("OPENFER_MTCNN", raising=False)
     monkeypatch.setenv("OPENFER_HOME", "/nonexistent")
+    monkeypatch.setattr("openfer.faces.mtcnn._package_folder", lambda: None)   # nor the pip one
     assert create_detector("auto").name == "haar"
 
 

