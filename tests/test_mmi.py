@@ -165,7 +165,7 @@ def test_missing_index_or_columns_say_what_is_expected(tmp_path):
     with pytest.raises(OpenferError, match="session,video,label,subject"):
         load_dataset("mmi", tmp_path)
     (tmp_path / "index.csv").write_text("session,video,label\n1,a.avi,happy\n")
-    with pytest.raises(DataFormatError, match="no column 'subject'"):
+    with pytest.raises(DataFormatError, match="no column subject"):
         load_dataset("mmi", tmp_path)
 
 

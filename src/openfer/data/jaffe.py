@@ -41,7 +41,7 @@ from ..labels import JAFFE, Emotion
 from .dataset import ImageFileDataset
 from .detected import crop_regions
 from .folds import subject_split
-from .text import csv_lines
+from .text import csv_records
 
 NAME = re.compile(r"^(?P<subject>[A-Za-z]{2})\.(?P<code>[A-Za-z]{2})(?P<repetition>\d+)"
                   r"\.(?P<number>\d+)\.tiff?$", re.IGNORECASE)
@@ -82,29 +82,15 @@ def read_ratings(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise OpenferError(f"JAFFE ratings file {path} not found")
-    rows = csv_lines(path)
-    try:
-        header = [c.strip().upper() for c in next(rows)[1]]
-    except StopIteration:
-        raise DataFormatError(path, "the ratings file is empty") from None
-    missing = [c for c in (*RATING_COLUMNS, "PIC") if c not in header]
-    if missing:
-        raise DataFormatError(path, f"the header has no column {missing[0]}", line=1,
-                              hint="expected N, HAP, SAD, SUR, ANG, DIS, FEA, PIC")
-    where = [header.index(c) for c in RATING_COLUMNS]
     ratings: dict[str, np.ndarray] = {}
-    for line, row in rows:
-        if not any(v.strip() for v in row):
-            continue
-        if len(row) != len(header):
-            raise DataFormatError(path, f"expected {len(header)} fields, found {len(row)}",
-                                  line=line)
-        key = row[header.index("PIC")].strip().upper()
+    for line, row in csv_records(path, (*RATING_COLUMNS, "PIC"), key=str.upper,
+                                 hint="expected N, HAP, SAD, SUR, ANG, DIS, FEA, PIC"):
+        key = row["PIC"].upper()
         if not re.fullmatch(r"[A-Z]{2}-[A-Z]{2}\d+", key):
             raise DataFormatError(path, f"PIC {key!r} is not <subject>-<code><repetition> "
                                   "(e.g. KM-NE1)", line=line, field="PIC")
         try:
-            values = np.array([float(row[i]) for i in where], np.float32)
+            values = np.array([float(row[c]) for c in RATING_COLUMNS], np.float32)
         except ValueError:
             raise DataFormatError(path, "a rating is not a number", line=line) from None
         if not np.all((values >= 1) & (values <= 5)):

@@ -49,7 +49,7 @@ from ..labels import MMI, Emotion, parse_emotion
 from .dataset import ImageFileDataset
 from .detected import crop_regions
 from .folds import subject_split
-from .text import csv_lines
+from .text import csv_records
 
 INDEX_NAME = "index.csv"
 COUNTS_NAME = "frame_counts.json"
@@ -70,24 +70,9 @@ def find_index(root: Path) -> Path:
 def read_index(path: Path) -> list[dict]:
     """The index's sequences: ``{"session", "video", "emotion", "subject", "apex", "line"}``
     (``emotion`` is ``None`` for a label outside MMI's six, ``apex`` ``None`` when empty)."""
-    rows = csv_lines(path)
-    try:
-        header = [c.strip().lower() for c in next(rows)[1]]
-    except StopIteration:
-        raise DataFormatError(path, "the index is empty") from None
-    missing = [c for c in COLUMNS if c not in header]
-    if missing:
-        raise DataFormatError(path, f"the header has no column {missing[0]!r}", line=1,
-                              hint="expected session,video,label,subject and optionally apex")
-    where = {c: header.index(c) for c in (*COLUMNS, "apex") if c in header}
     sequences, seen = [], {}
-    for line, row in rows:
-        if not any(v.strip() for v in row):
-            continue
-        if len(row) != len(header):
-            raise DataFormatError(path, f"expected {len(header)} fields, found {len(row)}",
-                                  line=line)
-        value = {c: row[i].strip() for c, i in where.items()}
+    for line, value in csv_records(path, COLUMNS, hint="expected session,video,label,subject "
+                                   "and optionally apex"):
         for column in ("session", "subject"):
             if not re.fullmatch(r"[A-Za-z0-9]+", value[column]):
                 raise DataFormatError(path, f"{column} {value[column][:40]!r} must be letters "

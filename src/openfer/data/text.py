@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
 from ..errors import DataFormatError
 
@@ -44,3 +44,27 @@ def csv_lines(path: str | Path) -> Iterator[tuple[int, list[str]]]:
     except csv.Error as exc:
         raise DataFormatError(path, f"not a readable CSV ({exc})",
                               line=reader.line_num + 1) from None
+
+
+def csv_records(path: str | Path, required: Sequence[str], *, hint: str,
+                key: Callable[[str], str] = str.lower) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line number, {column: stripped value})`` for every non-blank row of a CSV file whose
+    first line names its columns (names normalised by ``key``). An empty file, a ``required``
+    column missing from the header (``hint`` says what is expected) or a row with another
+    number of fields than the header is a :class:`DataFormatError` naming the line."""
+    path = Path(path)
+    rows = csv_lines(path)
+    try:
+        header = [key(c.strip()) for c in next(rows)[1]]
+    except StopIteration:
+        raise DataFormatError(path, "the file is empty", hint=hint) from None
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise DataFormatError(path, f"the header has no column {missing[0]}", line=1, hint=hint)
+    for line, row in rows:
+        if not any(v.strip() for v in row):
+            continue
+        if len(row) != len(header):
+            raise DataFormatError(path, f"expected {len(header)} fields, found {len(row)}",
+                                  line=line)
+        yield line, {c: v.strip() for c, v in zip(header, row)}
