@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,19 +20,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fer_peer import FerPeer  # noqa: E402
 
+from openfer.bench import machine, timed  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2] / "shared/data/fer2013/fer2013.csv.gz"
-
-
-def timed(function, repeats: int) -> float:
-    """Median seconds of ``repeats`` calls (after warm-up)."""
-    for _ in range(3):
-        function()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def main() -> None:
@@ -55,7 +41,6 @@ def main() -> None:
     from openfer.data import load_dataset
     from openfer.infer import Recognizer
     from openfer.metrics import classification_report
-    from openfer.models.fusion import native_bf16
 
     test = load_dataset("fer2013", args.root, "PublicTest")
     faces48 = test.images[:, 0].numpy()                                   # (N, 48, 48)
@@ -87,8 +72,7 @@ def main() -> None:
     thr_peer = 64 / timed(lambda: peer(b64_peer), max(20, args.repeats // 10))
     result = {
         "split": "FER2013 PublicTest", "n": int(len(labels)), "threads": args.threads,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                   f"AMX bf16: {native_bf16()}", "torch": torch.__version__,
+        "machine": machine(), "torch": torch.__version__,
         "openfer": {"model": str(args.model), "architecture": meta.architecture,
                     "backend": args.backend, "precision": recognizer.precision,
                     "accuracy": ours_acc["accuracy"],

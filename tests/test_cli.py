@@ -116,3 +116,35 @@ def test_reader_options_that_are_not_yaml_are_kept_as_text():
 
     assert _reader_options(["fold=3", "crop=detect", "root=[x", "ratings=a: b: c"]) == {
         "fold": 3, "crop": "detect", "root": "[x", "ratings": "a: b: c"}
+
+
+def test_data_reports_what_a_reader_found(small_fer2013, capsys):
+    assert main(["data", "--dataset", "fer2013", "--root", str(small_fer2013), "--split",
+                 "PublicTest", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 2 and report["unlabelled"] == 0
+    assert report["counts"]["neutral"] == 1 and report["counts"]["sadness"] == 1
+    assert report["classes"][0] == "anger" and report["problems"] == []
+
+
+def test_data_verify_lists_unreadable_images_and_exits_1(tmp_path, capsys):
+    from PIL import Image
+
+    for emotion in ("happy", "sad"):
+        (tmp_path / emotion).mkdir()
+        Image.new("L", (64, 64), 90).save(tmp_path / emotion / "a.png")
+    (tmp_path / "sad" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    assert main(["data", "--dataset", "folder", "--root", str(tmp_path)]) == 0   # not decoded
+    capsys.readouterr()
+    assert main(["data", "--dataset", "folder", "--root", str(tmp_path), "--verify"]) == 1
+    out = capsys.readouterr().out
+    assert "verified: 2 of 3 images decode" in out and "broken.png" in out
+
+
+def test_bench_times_the_shipped_model(capsys):
+    assert main(["bench", "--model", "fernet_s.fer2013", "--repeats", "5", "--batch", "8",
+                 "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["architecture"] == "fernet_s" and report["threads"] == 1
+    assert report["input"] == [1, 48, 48]
+    assert 0 < report["latency_ms_batch1"] < 1000 and report["faces_per_s_batch8"] > 1

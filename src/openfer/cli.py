@@ -40,6 +40,14 @@ EXAMPLES = {
   openfer export --model default --output int8.onnx --quantize int8 \
       --calibration-data fer2013.csv.gz
   openfer export --model runs/x/checkpoints/last.ckpt --output x.safetensors""",
+    "data": """examples:
+  openfer data --dataset fer2013 --root fer2013.csv.gz --split PublicTest
+  openfer data --dataset rafdb --root RAF-DB/basic --split train --verify
+  openfer data --dataset mmi --root mmi/index.csv --option neutral=true --json""",
+    "bench": """examples:
+  openfer bench                                   # the default model, torch, 1 thread
+  openfer bench --model fernet_s.fer2013 --backend onnx --threads 2
+  openfer bench --model runs/x/best.safetensors --device cuda --batch 256""",
     "eval": """examples:
   openfer eval --model runs/deep_emotion_fer2013/best.safetensors --dataset fer2013 \\
       --root fer2013.csv.gz --split PublicTest
@@ -183,6 +191,36 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--calibration-dataset", default=None,
                         help="reader for --calibration-data (default: fer2013 for .csv/.csv.gz, "
                              "folder otherwise)")
+
+    data = commands.add_parser("data", help="read a data set as training would and report "
+                               "what was found: faces per class, dropped samples, problem files",
+                               epilog=EXAMPLES["data"],
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    data.add_argument("--dataset", required=True, help=f"the reader: {', '.join(DATASET_NAMES)}")
+    data.add_argument("--root", required=True, help="the data set's file or folder")
+    data.add_argument("--split", default="all", help="the data set's own split name")
+    data.add_argument("--classes", help="comma-separated class list for numbered folders")
+    data.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                      help="a reader option (e.g. images=original for rafdb); repeatable")
+    data.add_argument("--size", type=int, default=48, help="face side in pixels (default 48)")
+    data.add_argument("--channels", type=int, default=1, choices=(1, 3))
+    data.add_argument("--verify", action="store_true",
+                      help="decode every image and list the unreadable ones (exit 1 if any)")
+    data.add_argument("--json", action="store_true", help="print one JSON object")
+
+    bench = commands.add_parser("bench", help="time a model's classifier on this machine: "
+                                "latency at batch 1, throughput at a batch size",
+                                epilog=EXAMPLES["bench"],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_argument("--model", default="default",
+                       help="shipped name, .safetensors or .onnx file (default: default)")
+    bench.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    _add_precision(bench)
+    bench.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    bench.add_argument("--batch", type=int, default=64, help="throughput batch (default 64)")
+    bench.add_argument("--repeats", type=int, default=200,
+                       help="timed calls at batch 1 (a tenth of them, at least 20, at --batch)")
+    _add_device(bench)
 
     models = commands.add_parser("models", help="list registered architectures and weights")
     models.add_argument("pattern", nargs="?", default="*")
@@ -341,6 +379,47 @@ def _reader_options(items: list[str]) -> dict:
     return options
 
 
+def cmd_data(args) -> int:
+    from .data import ImageFileDataset, load_dataset
+
+    classes = args.classes.split(",") if args.classes else None
+    dataset = load_dataset(args.dataset, args.root, args.split, image_size=(args.size, args.size),
+                           channels=args.channels, classes=classes,
+                           **_reader_options(args.option))
+    unreadable = [str(e) for e in dataset.verify()] \
+        if args.verify and isinstance(dataset, ImageFileDataset) else []
+    labelled = dataset.labels >= 0
+    report = {"dataset": args.dataset, "name": dataset.name, "split": args.split,
+              "n": len(dataset), "unlabelled": int((~labelled).sum()),
+              "classes": [c.value for c in dataset.classes], "counts": dataset.class_counts(),
+              "dropped": dict(dataset.dropped), "targets": sorted(dataset.targets),
+              "problems": dataset.problems, "verified": bool(args.verify),
+              "unreadable": unreadable}
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print("\n".join(dataset.notes(limit=20)))
+        if report["unlabelled"]:
+            print(f"  {report['unlabelled']} samples have no label (prediction only)")
+        if report["targets"]:
+            print(f"  targets: {', '.join(report['targets'])}")
+        if args.verify:
+            print(f"verified: {len(dataset) - len(unreadable)} of {len(dataset)} images decode")
+            for error in unreadable:
+                print(f"  {error}")
+    return 1 if unreadable else 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import run
+
+    report = run(args.model, backend=args.backend, precision=args.precision,
+                 threads=args.threads, batch=args.batch, repeats=args.repeats,
+                 device=resolve_device(args.device))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def cmd_models(args) -> int:
     from .checkpoint import shipped_weights
     from .models.registry import get_entry, list_models
@@ -432,7 +511,7 @@ def cmd_serve(args) -> int:
 
 COMMANDS = {"serve": cmd_serve, "train": cmd_train, "cv": cmd_cv, "eval": cmd_eval,
             "predict": cmd_predict, "export": cmd_export,
-            "models": cmd_models, "recipes": cmd_recipes}
+            "models": cmd_models, "recipes": cmd_recipes, "data": cmd_data, "bench": cmd_bench}
 
 if __name__ == "__main__":
     sys.exit(main())
