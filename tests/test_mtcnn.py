@@ -82,6 +82,46 @@ def test_nms_by_union_and_by_the_smaller_box():
     assert nms(boxes, scores, 0.5, mode="min").tolist() == [0, 3]  # inside the first one
 
 
+@pytest.mark.parametrize("mode, pixel", [("union", 0.0), ("min", 1.0)])
+def test_nms_overlap_matrix_keeps_what_the_greedy_loop_keeps(monkeypatch, mode, pixel):
+    """Up to MATRIX_NMS_LIMIT boxes the overlaps are computed at once: same boxes kept, in the
+    same order, as one box at a time (degenerate zero-area boxes included)."""
+    import openfer.faces.mtcnn as mtcnn_module
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 200, (600, 2))
+    boxes = torch.tensor(np.concatenate([xy, xy + rng.uniform(0, 40, (600, 2))], 1),
+                         dtype=torch.float32)
+    boxes[:5, 2:] = boxes[:5, :2]                               # zero area
+    scores = torch.tensor(rng.uniform(0, 1, 600), dtype=torch.float32)
+    matrix = nms(boxes, scores, 0.5, mode=mode, pixel=pixel)
+    monkeypatch.setattr(mtcnn_module, "MATRIX_NMS_LIMIT", 0)
+    assert torch.equal(matrix, nms(boxes, scores, 0.5, mode=mode, pixel=pixel))
+
+
+def test_crops_from_the_summed_area_table_equal_area_interpolation():
+    """All crops at once from an integral image equal cropping each box and resampling it with
+    ``F.interpolate(mode="area")`` (facenet-pytorch's way), for boxes inside, across the edge
+    of and outside the image."""
+    from openfer.faces.mtcnn import _crops, _integral
+
+    rng = np.random.default_rng(1)
+    image = torch.tensor(rng.integers(0, 256, (3, 57, 83)), dtype=torch.float32)
+    boxes = torch.tensor([[1, 1, 83, 57], [10.7, 5.2, 40.9, 30.1], [-8, -3, 20, 12],
+                          [70, 40, 120, 90], [30, 30, 33, 31], [90, 70, 100, 80],
+                          [5, 5, 5, 9]], dtype=torch.float32)
+    got = _crops(_integral(image), boxes, 24)
+    assert torch.equal(got, _crops(_integral(image), boxes, 24, chunk=3))     # in chunks
+    for box, crop in zip(boxes[:, :4].trunc().int().tolist(), got):
+        x, y, ex, ey = max(box[0], 1), max(box[1], 1), min(box[2], 83), min(box[3], 57)
+        if ey > y - 1 and ex > x - 1:
+            part = image[:, y - 1:ey, x - 1:ex]
+            expected = torch.nn.functional.interpolate(part[None], size=(24, 24), mode="area")[0]
+        else:
+            expected = torch.zeros(3, 24, 24)
+        assert torch.allclose(crop, (expected - 127.5) * 0.0078125, atol=1e-5), box
+
+
 def test_auto_uses_mtcnn_when_yunet_is_absent(monkeypatch, tmp_path, mtcnn):
     monkeypatch.delenv("OPENFER_YUNET", raising=False)
     monkeypatch.setenv("OPENFER_HOME", str(tmp_path))
