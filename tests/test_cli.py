@@ -142,8 +142,12 @@ def test_data_verify_lists_unreadable_images_and_exits_1(tmp_path, capsys):
 
 
 def test_bench_times_the_shipped_model(capsys):
+    import torch
+
+    threads = torch.get_num_threads()
     assert main(["bench", "--model", "fernet_s.fer2013", "--repeats", "5", "--batch", "8",
                  "--device", "cpu"]) == 0
+    assert torch.get_num_threads() == threads         # 1 thread while timing, then restored
     report = json.loads(capsys.readouterr().out)
     assert report["architecture"] == "fernet_s" and report["threads"] == 1
     assert report["input"] == [1, 48, 48]

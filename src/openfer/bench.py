@@ -58,12 +58,16 @@ def run(model: str = "default", *, backend: str = "torch", precision: str = "aut
     """Load ``model`` in a Recognizer (no detector) and time it; a JSON-ready report."""
     from .infer import Recognizer
 
-    recognizer = Recognizer(model, detector="none", backend=backend, threads=threads,
-                            precision=precision, device=device)
-    meta = recognizer.meta
-    report = {"model": str(model), "architecture": meta.architecture, "backend": backend,
-              "precision": recognizer.precision, "device": device, "threads": threads,
-              "input": [meta.channels, *meta.input_size], "machine": machine(),
-              "torch": torch.__version__}
-    report.update(classifier_speed(recognizer, batch=batch, repeats=repeats))
+    before = torch.get_num_threads()            # the Recognizer sets torch's, process-wide
+    try:
+        recognizer = Recognizer(model, detector="none", backend=backend, threads=threads,
+                                precision=precision, device=device)
+        meta = recognizer.meta
+        report = {"model": str(model), "architecture": meta.architecture, "backend": backend,
+                  "precision": recognizer.precision, "device": device, "threads": threads,
+                  "input": [meta.channels, *meta.input_size], "machine": machine(),
+                  "torch": torch.__version__}
+        report.update(classifier_speed(recognizer, batch=batch, repeats=repeats))
+    finally:
+        torch.set_num_threads(before)
     return report
