@@ -65,3 +65,48 @@ SIX_ROWS = [(0, "Training"), (3, "Training"), (6, "PublicTest"), (4, "PublicTest
 @pytest.fixture
 def small_fer2013(tmp_path) -> Path:
     return write_fer2013_csv(tmp_path / "fer2013.csv", SIX_ROWS)
+
+
+AFFECTNET_HEADER = ("subDirectory_filePath,face_x,face_y,face_width,face_height,"
+                    "facial_landmarks,expression,valence,arousal")
+
+
+# AffectNet-7 order: neutral, happiness, sadness, surprise, fear, disgust, anger
+VA_CENTRES = [(0.0, 0.0), (0.7, 0.3), (-0.6, -0.3), (0.2, 0.7), (-0.5, 0.6), (-0.6, 0.2),
+              (-0.5, 0.6)]
+
+
+def write_synthetic_affectnet(root, n_train=224, n_val=96):
+    """AffectNet's CSV release where the expression is where a bright bar sits and valence and
+    arousal are the brightness of two bands (so all three are learnable from the image). As in
+    real faces, valence and arousal depend on the expression (happiness is pleasant, surprise
+    and fear are aroused) and vary within it."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = root / "Manually_Annotated_Images" / "001"
+    images.mkdir(parents=True)
+    lists = root / "Manually_Annotated_file_lists"
+    lists.mkdir()
+    for split, n in (("training", n_train), ("validation", n_val)):
+        rows = []
+        for i in range(n):
+            expression = int(rng.integers(7))
+            valence, arousal = (np.array(VA_CENTRES[expression]) + rng.uniform(-0.3, 0.3, 2)
+                                ).clip(-1, 1)
+            image = rng.integers(70, 110, (64, 64)).astype(np.float64)
+            image[4:20, 2 + expression * 9:2 + expression * 9 + 6] = 250
+            image[26:40, :] = 128 + 120 * valence
+            image[46:60, :] = 128 + 120 * arousal
+            name = f"{split}_{i:04d}.jpg"
+            Image.fromarray(np.repeat(image.clip(0, 255).astype(np.uint8)[:, :, None], 3, 2)
+                            ).save(images / name, quality=95)
+            rows.append(f"001/{name},0,0,64,64,,{expression},{valence:.4f},{arousal:.4f}")
+        (lists / f"{split}.csv").write_text(AFFECTNET_HEADER + "\n" + "\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_affectnet(tmp_path_factory) -> Path:
+    """A small learnable AffectNet tree in the CSV release's format (read-only in tests)."""
+    return write_synthetic_affectnet(tmp_path_factory.mktemp("affectnet") / "affectnet")

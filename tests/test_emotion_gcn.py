@@ -93,52 +93,12 @@ def test_bounded_shortcut_is_the_papers_arctan_mapping():
 
 # -- training: expressions and valence/arousal together --------------------------------------
 
-AFFECTNET_HEADER = ("subDirectory_filePath,face_x,face_y,face_width,face_height,"
-                    "facial_landmarks,expression,valence,arousal")
-
-
-# AffectNet-7 order: neutral, happiness, sadness, surprise, fear, disgust, anger
-VA_CENTRES = [(0.0, 0.0), (0.7, 0.3), (-0.6, -0.3), (0.2, 0.7), (-0.5, 0.6), (-0.6, 0.2),
-              (-0.5, 0.6)]
-
-
-def _synthetic_affectnet(root, n_train=224, n_val=96):
-    """AffectNet's CSV release where the expression is where a bright bar sits and valence and
-    arousal are the brightness of two bands (so all three are learnable from the image). As in
-    real faces, valence and arousal depend on the expression (happiness is pleasant, surprise
-    and fear are aroused) and vary within it."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    images = root / "Manually_Annotated_Images" / "001"
-    images.mkdir(parents=True)
-    lists = root / "Manually_Annotated_file_lists"
-    lists.mkdir()
-    for split, n in (("training", n_train), ("validation", n_val)):
-        rows = []
-        for i in range(n):
-            expression = int(rng.integers(7))
-            valence, arousal = (np.array(VA_CENTRES[expression]) + rng.uniform(-0.3, 0.3, 2)
-                                ).clip(-1, 1)
-            image = rng.integers(70, 110, (64, 64)).astype(np.float64)
-            image[4:20, 2 + expression * 9:2 + expression * 9 + 6] = 250
-            image[26:40, :] = 128 + 120 * valence
-            image[46:60, :] = 128 + 120 * arousal
-            name = f"{split}_{i:04d}.jpg"
-            Image.fromarray(np.repeat(image.clip(0, 255).astype(np.uint8)[:, :, None], 3, 2)
-                            ).save(images / name, quality=95)
-            rows.append(f"001/{name},0,0,64,64,,{expression},{valence:.4f},{arousal:.4f}")
-        (lists / f"{split}.csv").write_text(AFFECTNET_HEADER + "\n" + "\n".join(rows) + "\n")
-    return root
-
-
-def _train_on_synthetic_affectnet(tmp_path, model_name: str, epochs: int):
+def _train_on_synthetic_affectnet(root, tmp_path, model_name: str, epochs: int):
     from openfer.data import load_dataset
     from openfer.engine.recipe import load_recipe
     from openfer.engine.train import train
     from openfer.evaluate import evaluate
 
-    root = _synthetic_affectnet(tmp_path / "affectnet")
     recipe = load_recipe("emotion_gcn_affectnet", [
         f"data.root={root}", f"model.name={model_name}", "model.args={input_size: 32}",
         "data.options={align: false}", "augment=null", "optimizer.name=adam",
@@ -153,21 +113,25 @@ def _train_on_synthetic_affectnet(tmp_path, model_name: str, epochs: int):
                                         channels=3))
 
 
-def test_multi_task_breg_next_learns_expressions_and_valence_arousal_together(tmp_path):
+def test_multi_task_breg_next_learns_expressions_and_valence_arousal_together(
+        synthetic_affectnet, tmp_path):
     pytest.importorskip("lightning")
-    report = _train_on_synthetic_affectnet(tmp_path, "breg_next_multi_task", epochs=6)
+    report = _train_on_synthetic_affectnet(synthetic_affectnet, tmp_path, "breg_next_multi_task",
+                                           epochs=6)
     assert report["accuracy"] > 0.9, report["accuracy"]                  # chance 1/7
     assert report["heads"]["valence"]["ccc"] > 0.7, report["heads"]       # chance 0
     assert report["heads"]["arousal"]["ccc"] > 0.7, report["heads"]
 
 
-def test_emotion_gcn_breg_next_trains_with_the_joint_loss_and_learns_expressions(tmp_path):
+def test_emotion_gcn_breg_next_trains_with_the_joint_loss_and_learns_expressions(
+        synthetic_affectnet, tmp_path):
     """The GCN ties the valence and arousal regressors to the expression classifiers (their
     graph rows are mixtures of the expression rows), so from scratch on 224 images they lag
     far behind the separate heads above; the expression part must still learn, and evaluation
     must report valence/arousal."""
     pytest.importorskip("lightning")
-    report = _train_on_synthetic_affectnet(tmp_path, "emotion_gcn_breg_next", epochs=8)
+    report = _train_on_synthetic_affectnet(synthetic_affectnet, tmp_path, "emotion_gcn_breg_next",
+                                           epochs=8)
     assert report["accuracy"] > 0.6, report["accuracy"]                  # chance 1/7
     assert {"valence", "arousal"} <= set(report["heads"])
     assert all(-1 <= report["heads"][d]["ccc"] <= 1 for d in ("valence", "arousal"))
