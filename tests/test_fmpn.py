@@ -486,9 +486,9 @@ def test_deep_emotion_ckplus_recipe_runs_subject_independent_folds(tmp_path):
 def test_affectnet_recipes_train_both_stages_with_masks_from_the_training_split(
         synthetic_affectnet, tmp_path):
     """fmpn_affectnet_stage1 then fmpn_affectnet, as the recipes' header runs them, on AffectNet's
-    CSV release (sized down: FERNet-S at 48 px, a width-8 generator): the masks are computed
-    from the training split, the generator of stage 2 starts from stage 1, and the classifier
-    learns (the expression is where a bright bar sits)."""
+    CSV release (sized down: FERNet-S at 48 px, a width-8 generator): stage 1 computes the masks
+    from the training split, stage 2 reuses them and starts its generator from stage 1, and the
+    classifier learns (the expression is where a bright bar sits)."""
     pytest.importorskip("lightning")
     from openfer.engine.recipe import load_recipe
     from openfer.engine.train import train
@@ -510,10 +510,10 @@ def test_affectnet_recipes_train_both_stages_with_masks_from_the_training_split(
     assert happiness[3:15, 6:14].mean() > happiness[20:, :].mean() + 50
 
     second = load_recipe("fmpn_affectnet", small + [
-        f"fmpn.generator_from={tmp_path / 'stage1'}", "trainer.max_epochs=10",
-        "optimizer.lr=0.003", "fmpn.generator_lr=0.0003"])
-    assert second["fmpn"]["masks"] == "computed" and second["data"]["dataset"] == "affectnet7"
-    summary = train(second, output_dir=tmp_path / "joint")
+        f"fmpn.generator_from={tmp_path / 'stage1'}", f"fmpn.masks={tmp_path / 'stage1' / 'masks'}",
+        "trainer.max_epochs=10", "optimizer.lr=0.003", "fmpn.generator_lr=0.0003"])
+    summary = train(second, output_dir=tmp_path / "joint")     # stage 1's masks, not recomputed
+    assert not (tmp_path / "joint" / "masks").exists()
     assert summary["metrics"]["n"] == 96
     model = openfer.load_model(tmp_path / "joint" / "best.safetensors")
     report = evaluate(model, load_dataset("affectnet7", synthetic_affectnet, "val",
