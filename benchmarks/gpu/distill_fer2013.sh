@@ -9,6 +9,8 @@
 # Environment:
 #   TEACHERS      the teachers' seeds (default "0 1 2"), one run "teacher<seed>" each
 #   TEACHER_ARGS  overrides for every teacher (e.g. augment.erasing=0.5)
+#   EXTRA_TEACHERS  weight files of teachers trained elsewhere (carried in .gpu/), joining the
+#                 ensemble and the students' teachers (e.g. the 100-epoch CPU teacher, 71.0 % TTA)
 #   STUDENTS      the student models (fernet_<x>, default "s m"), each run "<x>_e<epochs>"
 #   STUDENT_ARGS  overrides for every student (e.g. data.batch_size=256 optimizer.lr=0.1)
 #   EXTRA         overrides for every run (e.g. data.limit_train=512 for a dry run on a CPU)
@@ -40,6 +42,10 @@ models=(); dirs=()
 for s in $seeds; do
   python3 -c "import json; s=json.load(open('$W/teacher$s/summary.json')); print('teacher$s', s['epochs'], s['wall_seconds'], s['metrics'])"
   models+=(--model $W/teacher$s/best.safetensors); dirs+=($W/teacher$s)
+done
+for f in ${EXTRA_TEACHERS:-}; do
+  [ -f $f ] || { echo "EXTRA_TEACHERS: $f not found"; exit 1; }
+  models+=(--model $f); dirs+=($f)
 done
 python3 -m openfer eval "${models[@]}" --dataset fer2013 --root $R --split PublicTest --json \
     > $W/ensemble_publictest.json
