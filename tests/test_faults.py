@@ -58,11 +58,19 @@ def _same_weights(a: Path, b: Path) -> bool:
 
 # -- SIGKILL at any moment, then resume -------------------------------------------------------
 
-def test_sigkill_anywhere_then_resume_gives_the_uninterrupted_weights(fer2013_subset, tmp_path):
+@pytest.fixture(scope="module")
+def straight_run(fer2013_subset, tmp_path_factory):
+    """The fault runner's training, uninterrupted: its directory and wall time."""
+    run = tmp_path_factory.mktemp("straight") / "run"
     started = time.perf_counter()
-    straight = _runner(fer2013_subset, tmp_path / "straight")
+    straight = _runner(fer2013_subset, run)
     assert straight.wait(300) == 0, straight.stderr.read().decode()[-3000:]
-    duration = time.perf_counter() - started
+    return run, time.perf_counter() - started
+
+
+def test_sigkill_anywhere_then_resume_gives_the_uninterrupted_weights(fer2013_subset, tmp_path,
+                                                                       straight_run):
+    straight_dir, duration = straight_run
 
     run, rng, kills = tmp_path / "killed", random.Random(7), []
     faults = [("--die-writing", "1"),     # half of the first checkpoint's bytes on disk
@@ -85,8 +93,31 @@ def test_sigkill_anywhere_then_resume_gives_the_uninterrupted_weights(fer2013_su
     final = _runner(fer2013_subset, run)
     assert final.wait(300) == 0, final.stderr.read().decode()[-3000:]
     assert not list((run / "checkpoints").glob(".*.tmp")), "stale temporary files were kept"
-    assert _same_weights(tmp_path / "straight" / "last.safetensors", run / "last.safetensors")
-    assert _same_weights(tmp_path / "straight" / "best.safetensors", run / "best.safetensors")
+    assert _same_weights(straight_dir / "last.safetensors", run / "last.safetensors")
+    assert _same_weights(straight_dir / "best.safetensors", run / "best.safetensors")
+
+
+def test_death_between_the_last_epochs_two_checkpoints_resumes_to_the_same_weights(
+        fer2013_subset, tmp_path, straight_run):
+    """Killed after the final epoch's best.ckpt, before its last.ckpt: best.ckpt is then the
+    newest state, and the resumed run (nothing left to train) must end with that epoch's
+    weights in last.safetensors too, not the epoch before's (found on an AMD EPYC, where the
+    random kills above landed there)."""
+    straight_dir, _ = straight_run
+    epochs = 5                                          # the fault runner's trainer.max_epochs
+    run = tmp_path / "killed"
+    process = _runner(fer2013_subset, run, "--die-before-last", str(epochs))
+    assert process.wait(300) == -9
+    best = read_checkpoint(run / "checkpoints" / "best.ckpt")
+    last = read_checkpoint(run / "checkpoints" / "last.ckpt")
+    # the case this test is for: the final epoch improved, so best.ckpt is ahead of last.ckpt
+    assert best["global_step"] > last["global_step"] and best["epoch"] == epochs - 1
+    final = _runner(fer2013_subset, run)
+    assert final.wait(300) == 0, final.stderr.read().decode()[-3000:]
+    assert _same_weights(straight_dir / "last.safetensors", run / "last.safetensors")
+    assert _same_weights(straight_dir / "best.safetensors", run / "best.safetensors")
+    assert read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == \
+        best["global_step"]
 
 
 # -- corrupt checkpoints ----------------------------------------------------------------------

@@ -5,6 +5,7 @@
 ``--die-writing N``: SIGKILL this process half-way through writing the bytes of its N-th
 checkpoint file (the temporary file holds half a checkpoint). ``--die-committing N``: SIGKILL it
 after the N-th checkpoint's temporary file is complete, before it replaces the old checkpoint.
+``--die-before-last N``: the same at its N-th ``last.ckpt`` (after that epoch's ``best.ckpt``).
 Both act at the real write path (:mod:`openfer.fileio`), as a power cut or the OOM killer would.
 """
 
@@ -31,11 +32,12 @@ def main() -> int:
     parser.add_argument("run")
     parser.add_argument("--die-writing", type=int, default=0)
     parser.add_argument("--die-committing", type=int, default=0)
+    parser.add_argument("--die-before-last", type=int, default=0)
     args = parser.parse_args()
 
     from openfer import fileio
 
-    checkpoint_writes = {"n": 0}
+    checkpoint_writes = {"n": 0, "last": 0}
     real_fdopen, real_commit = os.fdopen, fileio._commit
 
     class HalfThenDie:
@@ -65,11 +67,15 @@ def main() -> int:
     def commit(tmp, path):
         if str(path).endswith(".ckpt") and checkpoint_writes["n"] == args.die_committing:
             _die()
+        if str(path).endswith("last.ckpt"):
+            checkpoint_writes["last"] += 1
+            if checkpoint_writes["last"] == args.die_before_last:
+                _die()
         return real_commit(tmp, path)
 
     if args.die_writing:
         fileio.os.fdopen = fdopen
-    if args.die_committing:
+    if args.die_committing or args.die_before_last:
         fileio.os.fdopen = fdopen
         fileio._commit = commit
 

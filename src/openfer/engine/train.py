@@ -32,7 +32,7 @@ from lightning.pytorch.loggers import CSVLogger
 from ..checkpoint import save_weights
 from ..errors import OpenferError
 from ..evaluate import evaluate
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_bytes, atomic_write_text
 from ..models.registry import create_model
 from .checkpointing import AtomicCheckpointIO, find_resume_checkpoint, read_checkpoint
 from .datamodule import FaceDataModule
@@ -182,6 +182,17 @@ def _resume_path(run_dir: Path, resume: str | bool | None) -> Path | None:
                 any((run_dir / "checkpoints").glob("*.ckpt")):
             raise OpenferError(f"no readable checkpoint in {run_dir / 'checkpoints'}: every "
                                "one failed its checksum; start a new run")
+        if found is not None and found.name != "last.ckpt":
+            # best.ckpt is ahead: the run died after writing an epoch's best.ckpt, before its
+            # last.ckpt. That state becomes last.ckpt too, or a run that has no epoch left to
+            # train would end with last.safetensors from the epoch before.
+            # (Another process of a multi-process run may be doing the same: then keep best.)
+            last = found.parent / "last.ckpt"
+            try:
+                atomic_write_bytes(last, found.read_bytes())
+            except OSError:
+                return found
+            return last
         return found  # None: nothing to resume, start from scratch
     path = Path(resume)
     read_checkpoint(path)  # verifies, with a clear error
