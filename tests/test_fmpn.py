@@ -4,6 +4,7 @@ training stages and the subject-independent k-fold runner."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -414,6 +415,10 @@ def test_k_fold_runner_trains_both_stages_per_fold_and_resumes(tmp_path):
     assert "accuracy: " in format_cv(result)
     fold_dir = tmp_path / "cv" / "fold_1"
     assert (fold_dir / "1_ck_joint" / "masks" / "0.png").is_file()   # masks of fold 1's training
+    record = json.loads((fold_dir / "1_ck_joint" / "masks" / "masks.json").read_text())
+    assert record["source"]["options"]["fold"] == 1       # computed by stage 1, taken by stage 2
+    assert (fold_dir / "1_ck_joint" / "masks" / "0.png").read_bytes() == \
+        (fold_dir / "0_ck_stage1" / "masks" / "0.png").read_bytes()
     recipe_text = (fold_dir / "1_ck_joint" / "recipe.yaml").read_text()
     assert f"generator_from: {fold_dir / '0_ck_stage1'}" in recipe_text
     assert "fold: 1" in recipe_text
@@ -484,12 +489,14 @@ def test_deep_emotion_ckplus_recipe_runs_subject_independent_folds(tmp_path):
 
 
 def test_affectnet_recipes_train_both_stages_with_masks_from_the_training_split(
-        synthetic_affectnet, tmp_path):
+        synthetic_affectnet, tmp_path, monkeypatch):
     """fmpn_affectnet_stage1 then fmpn_affectnet, as the recipes' header runs them, on AffectNet's
     CSV release (sized down: FERNet-S at 48 px, a width-8 generator): stage 1 computes the masks
-    from the training split, stage 2 reuses them and starts its generator from stage 1, and the
-    classifier learns (the expression is where a bright bar sits)."""
+    from the training split, stage 2 takes them from its generator_from run (same split: not
+    computed again) and starts its generator from stage 1, and the classifier learns (the
+    expression is where a bright bar sits)."""
     pytest.importorskip("lightning")
+    import openfer.data.motion_masks as motion_masks
     from openfer.engine.recipe import load_recipe
     from openfer.engine.train import train
     from openfer.evaluate import evaluate
@@ -509,13 +516,49 @@ def test_affectnet_recipes_train_both_stages_with_masks_from_the_training_split(
     happiness = read[1]                  # its bar sits at rows 4-20, columns 11-17 of 64
     assert happiness[3:15, 6:14].mean() > happiness[20:, :].mean() + 50
 
+    record = json.loads((tmp_path / "stage1" / "masks" / "masks.json").read_text())
+    assert record["classes"][:2] == ["neutral", "happiness"]      # AffectNet's own order
+    assert record["source"]["split"] == "train" and record["source"]["image_size"] == [48, 48]
+
+    def no_second_pass(dataset):
+        raise AssertionError("stage 2 read the training split again for its masks")
+
+    monkeypatch.setattr(motion_masks, "compute_class_masks", no_second_pass)
     second = load_recipe("fmpn_affectnet", small + [
-        f"fmpn.generator_from={tmp_path / 'stage1'}", f"fmpn.masks={tmp_path / 'stage1' / 'masks'}",
+        f"fmpn.generator_from={tmp_path / 'stage1'}",
         "trainer.max_epochs=10", "optimizer.lr=0.003", "fmpn.generator_lr=0.0003"])
-    summary = train(second, output_dir=tmp_path / "joint")     # stage 1's masks, not recomputed
-    assert not (tmp_path / "joint" / "masks").exists()
+    summary = train(second, output_dir=tmp_path / "joint")
+    for m in masks:                                 # stage 1's masks, kept with the run
+        assert (tmp_path / "joint" / "masks" / m).read_bytes() == \
+            (tmp_path / "stage1" / "masks" / m).read_bytes()
     assert summary["metrics"]["n"] == 96
     model = openfer.load_model(tmp_path / "joint" / "best.safetensors")
     report = evaluate(model, load_dataset("affectnet7", synthetic_affectnet, "val",
                                           image_size=(48, 48), channels=3))
     assert report["accuracy"] > 0.5, report["accuracy"]                # chance 1/7
+
+
+def test_computed_masks_are_reused_only_from_the_same_training_split(tmp_path):
+    """masks.json records the split masks came from; another fold, option, root or size is a
+    different split, whose masks must be computed afresh."""
+    from openfer.data.motion_masks import mask_classes, matching_masks, write_masks
+    from openfer.engine.fmpn import mask_source
+
+    data = {"dataset": "ckplus", "root": str(tmp_path), "train_split": "train",
+            "options": {"fold": 3, "folds": 10}}
+    masks = np.random.default_rng(0).integers(0, 256, (7, 48, 48), dtype=np.uint8)
+    order = ["anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise"]
+    write_masks(masks, tmp_path / "masks", classes=order, source=mask_source(data, (48, 48)))
+    assert mask_classes(tmp_path / "masks") == order
+    found, classes = matching_masks(tmp_path / "masks", mask_source(data, (48, 48)))
+    assert np.array_equal(found, masks) and classes == order
+    relative = dict(data, root=os.path.relpath(tmp_path))      # the same folder, spelt otherwise
+    assert matching_masks(tmp_path / "masks", mask_source(relative, (48, 48))) is not None
+    other_fold = dict(data, options={"fold": 4, "folds": 10})
+    assert matching_masks(tmp_path / "masks", mask_source(other_fold, (48, 48))) is None
+    assert matching_masks(tmp_path / "masks", mask_source(data, (64, 64))) is None
+    assert matching_masks(tmp_path / "masks", mask_source(dict(data, train_split="val"),
+                                                          (48, 48))) is None
+    write_masks(masks, tmp_path / "plain")                     # FMPN's layout: no record
+    assert mask_classes(tmp_path / "plain") is None
+    assert matching_masks(tmp_path / "plain", mask_source(data, (48, 48))) is None

@@ -7,11 +7,15 @@ data sets without sequences (FER2013, RAF-DB, AffectNet): |mean face of c − me
 this project's analogue (the paper has none; FMPN released no AffectNet masks). Each mask is then
 min-max normalised to 0–255, as FMPN's released ``imgs_res/<fold>/<class>.png`` are; a class with
 no motion of its own (neutral, or a class absent from the fold) gets the mean of the other
-classes' masks. :func:`write_masks` stores them in FMPN's layout.
+classes' masks. :func:`write_masks` stores them in FMPN's layout, with a ``masks.json`` that says
+in which class order and from which training split they were computed, so that a later run
+(FMPN's stage 2, from its stage-1 run) can take them instead of computing them again
+(:func:`matching_masks`).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -82,11 +86,17 @@ def compute_class_masks(dataset, batch_size: int = 256) -> np.ndarray:
     return _normalise(np.abs(means - means[neutral[0]]), counts > 0, dataset.classes)
 
 
-def write_masks(masks: np.ndarray, folder: str | Path) -> list[Path]:
-    """``<folder>/<class>.png`` for each class (FMPN's ``imgs_res/<fold>/`` layout)."""
+PROVENANCE = "masks.json"
+
+
+def write_masks(masks: np.ndarray, folder: str | Path, classes: list[str] | None = None,
+                source: dict | None = None) -> list[Path]:
+    """``<folder>/<class>.png`` for each class (FMPN's ``imgs_res/<fold>/`` layout), and with
+    ``classes`` (the masks' class names, in index order) ``<folder>/masks.json`` recording them
+    and ``source``, the training split they were computed from (see :func:`matching_masks`)."""
     from PIL import Image
 
-    from ..fileio import atomic_write_with
+    from ..fileio import atomic_write_text, atomic_write_with
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -95,7 +105,47 @@ def write_masks(masks: np.ndarray, folder: str | Path) -> list[Path]:
         path = folder / f"{c}.png"
         atomic_write_with(path, lambda tmp, m=mask: Image.fromarray(m).save(tmp, format="PNG"))
         written.append(path)
+    if classes is not None:
+        if len(classes) != len(masks):
+            raise ValueError(f"{len(masks)} masks but {len(classes)} class names")
+        record = {"classes": list(classes), "source": source}
+        atomic_write_text(folder / PROVENANCE, json.dumps(record, indent=2) + "\n")
+        written.append(folder / PROVENANCE)
     return written
+
+
+def mask_classes(folder: str | Path) -> list[str] | None:
+    """The class order recorded beside masks written by :func:`write_masks`, or None."""
+    record = _provenance(Path(folder))
+    return list(record["classes"]) if record else None
+
+
+def matching_masks(folder: str | Path, source: dict) -> tuple[np.ndarray, list[str]] | None:
+    """The masks in ``folder`` and their class order when its ``masks.json`` says they were
+    computed from exactly ``source`` (data set, root, split, options, size); None otherwise
+    (no record, another split or fold, another size), in which case the caller computes them."""
+    folder = Path(folder)
+    record = _provenance(folder)
+    if not record or record.get("source") != json.loads(json.dumps(source)):
+        return None
+    classes = list(record["classes"])
+    try:
+        masks = read_masks(folder, len(classes))
+    except OpenferError:
+        return None
+    if tuple(masks.shape[1:]) != tuple(source.get("image_size", masks.shape[1:])):
+        return None
+    return masks, classes
+
+
+def _provenance(folder: Path) -> dict | None:
+    try:
+        record = json.loads((folder / PROVENANCE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("classes"), list):
+        return None
+    return record
 
 
 def read_masks(folder: str | Path, num_classes: int) -> np.ndarray:

@@ -9,7 +9,8 @@ generator starts from ``fmpn.generator_from`` (a stage-1 run, its weights file, 
 ``generator.safetensors`` or the original's ``*_net_resface.pth``).
 
 Masks (``fmpn.masks``): ``computed`` from the training split only
-(:func:`openfer.data.motion_masks.compute_class_masks`, written to ``<run>/masks/``),
+(:func:`openfer.data.motion_masks.compute_class_masks`, written to ``<run>/masks/``; taken from
+the ``generator_from`` run instead when that run computed them from the same split),
 ``released`` (FMPN's ``<data.root>/imgs_res/<fold>/``) or a folder of ``<class>.png`` (``{fold}``
 is replaced by the fold). Each sample's target is its class's mask, brought to the image's size
 and cropped and flipped together with the image (the original's shared ``lucky_dict``).
@@ -17,6 +18,7 @@ and cropped and flipped together with the image (the original's shared ``lucky_d
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +51,8 @@ class FMPNTask(ClassificationTask):
         if self.class_masks.numel():
             return
         data = self.trainer.datamodule.train_set
-        masks = self._masks(data)
+        masks = self._masks(data, Path(self.trainer.default_root_dir),
+                            write=self.trainer.is_global_zero)
         size = tuple(data.image_size)
         tensor = torch.from_numpy(masks).float()[:, None] / 255.0
         if tuple(tensor.shape[-2:]) != size:
@@ -57,34 +60,61 @@ class FMPNTask(ClassificationTask):
                                    antialias=True)
         self.class_masks = tensor.clamp(0, 1).to(self.device)
 
-    def _masks(self, train_set) -> np.ndarray:
-        """The class masks in the model's class order (the labels the batches carry)."""
-        from ..data import load_dataset
-        from ..data.motion_masks import compute_class_masks, read_masks, write_masks
+    def _masks(self, train_set, run_dir: Path | None = None, write: bool = True) -> np.ndarray:
+        """The class masks in the model's class order (the labels the batches carry).
+
+        ``computed`` masks are written to ``<run_dir>/masks/`` with the split they came from;
+        when this run (resumed) or the run ``fmpn.generator_from`` names already holds masks
+        from the same training split (data set, root, split, options, size: stage 1 of the same
+        fold), those are taken instead of reading every training face again."""
+        from ..data.motion_masks import (compute_class_masks, mask_classes, matching_masks,
+                                         read_masks, write_masks)
 
         cfg = self.recipe["data"]
         options = dict(cfg.get("options") or {})
         source = self.recipe["fmpn"]["masks"]
-        # The training split as its reader gives it (file-backed sets read no pixels here):
-        # its class order is the order of computed masks and of FMPN's released ones.
-        raw = load_dataset(cfg["dataset"], cfg["root"], cfg["train_split"],
-                           image_size=tuple(train_set.image_size), channels=1,
-                           classes=cfg.get("classes"), **options)
-        order = [str(e.value) for e in raw.classes]
+        size = tuple(train_set.image_size)
         if source == "computed":
-            masks = compute_class_masks(raw)
-            if self.trainer.is_global_zero:      # in the data set's order, as FMPN's files
-                write_masks(masks, Path(self.trainer.default_root_dir) / "masks")
+            split = mask_source(cfg, size)
+            found = None
+            own = [run_dir / "masks"] if run_dir is not None else []
+            for folder in own + _earlier_masks(self.recipe["fmpn"].get("generator_from")):
+                found = matching_masks(folder, split)
+                if found:
+                    print(f"FMPN masks taken from {folder} (computed from the same training "
+                          "split)", file=sys.stderr)
+                    break
+            if found:
+                masks, order = found
+            else:
+                raw = self._native_split(cfg, options, size)
+                order = [str(e.value) for e in raw.classes]
+                masks = compute_class_masks(raw)
+            if run_dir is not None and write:    # in the data set's order, as FMPN's files
+                write_masks(masks, run_dir / "masks", classes=order, source=split)
         else:
             fold = options.get("fold", 0)
             folder = (Path(cfg["root"]) / "imgs_res" / str(fold) if source == "released"
                       else Path(str(source).format(fold=fold)))
+            order = mask_classes(folder)
+            if order is None:       # FMPN's released masks: in the reader's class order
+                raw = self._native_split(cfg, options, size)
+                order = [str(e.value) for e in raw.classes]
             masks = read_masks(folder, len(order))
         names = [str(e.value) for e in train_set.classes]
         missing = [n for n in names if n not in order]
         if missing:
             raise OpenferError(f"no motion mask for the model's classes {missing}")
         return np.stack([masks[order.index(n)] for n in names])
+
+    @staticmethod
+    def _native_split(cfg: dict, options: dict, size: tuple[int, int]):
+        """The training split as its reader gives it (file-backed sets read no pixels here): its
+        class order is the order of computed masks and of FMPN's released ones."""
+        from ..data import load_dataset
+
+        return load_dataset(cfg["dataset"], cfg["root"], cfg["train_split"], image_size=size,
+                            channels=1, classes=cfg.get("classes"), **options)
 
     # -- steps ---------------------------------------------------------------------------------
     def _inputs(self, images: torch.Tensor, labels: torch.Tensor, train: bool):
@@ -151,3 +181,20 @@ def load_generator(model: FMPN, source: str | Path) -> None:
         raise OpenferError(f"{source}: its mask generator does not fit this model "
                            f"({str(error).splitlines()[0]}); use the same generator_width") \
             from None
+
+
+def mask_source(data: dict, image_size: tuple[int, int]) -> dict:
+    """What computed masks depend on: the recipe's training split, read grey at ``image_size``
+    (recorded in ``masks.json``; a later run reuses masks only when this matches)."""
+    return {"dataset": data["dataset"], "root": str(Path(data["root"]).expanduser().resolve()),
+            "split": data["train_split"], "classes": data.get("classes"),
+            "options": dict(data.get("options") or {}), "image_size": list(image_size)}
+
+
+def _earlier_masks(generator_from) -> list[Path]:
+    """Mask folders of the run ``fmpn.generator_from`` names (the run, or a file inside it)."""
+    if not generator_from:
+        return []
+    path = Path(generator_from)
+    run = path if path.is_dir() else path.parent
+    return [run / "masks"]
