@@ -119,3 +119,20 @@ def test_model_init_must_match_the_architecture(fer2013_subset, tmp_path):
                                                    *QUIET]), output_dir=tmp_path / init)
     with pytest.raises(RecipeError, match="model.init must be"):
         load_recipe("fernet_m_fer2013", ["model.init=[a, b]"])
+
+
+def test_precision_auto_is_bf16_only_where_bfloat16_is_native(monkeypatch):
+    """The FERNet recipes say ``precision: auto``: bf16-mixed on CPUs with AMX-BF16 (2.5x faster
+    than fp32 there), fp32 on CPUs that would emulate bf16 (~13x slower on an AVX2 AMD EPYC)."""
+    import openfer.models.fusion as fusion
+    from openfer.engine.train import resolve_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(fusion, "native_bf16", lambda: True)
+    assert resolve_precision("auto", "auto") == "bf16-mixed"
+    assert resolve_precision("auto", "cpu") == "bf16-mixed"
+    monkeypatch.setattr(fusion, "native_bf16", lambda: False)
+    assert resolve_precision("auto", "cpu") == "32-true"
+    assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"     # asked for: as given
+    for name in ("fernet_m_fer2013", "fernet_l_fer2013", "fernet_s_distill_fer2013"):
+        assert load_recipe(name, [])["trainer"]["precision"] == "auto"

@@ -83,12 +83,12 @@ def test_sigkill_anywhere_then_resume_gives_the_uninterrupted_weights(fer2013_su
             process.wait(300)
         else:
             process = _runner(fer2013_subset, run)
-            time.sleep(rng.uniform(0.3, 0.9) * duration)
+            time.sleep(rng.uniform(0.15, 0.5) * duration)   # early enough to land mid-run
             process.kill()
             process.wait(60)
         kills.append(process.returncode)
         _every_checkpoint_verifies(run)   # no checkpoint on disk is ever unreadable
-    assert kills.count(-9) >= 4, kills    # (a random kill may land after the run finished)
+    assert kills.count(-9) >= 4, (kills, duration)   # (a kill may land after the run finished)
 
     final = _runner(fer2013_subset, run)
     assert final.wait(300) == 0, final.stderr.read().decode()[-3000:]

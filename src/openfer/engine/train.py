@@ -126,10 +126,11 @@ def train(recipe: dict, *, output_dir: str | Path | None = None, resume: str | b
         loggers.append(TensorBoardLogger(run_dir, name="tensorboard", version=""))
     except ImportError:
         pass
+    precision = resolve_precision(trainer_cfg["precision"], trainer_cfg["accelerator"])
     trainer = L.Trainer(
         max_epochs=int(trainer_cfg["max_epochs"]), accelerator=trainer_cfg["accelerator"],
         devices=trainer_cfg["devices"], strategy=trainer_cfg["strategy"],
-        num_nodes=int(trainer_cfg["num_nodes"]), precision=trainer_cfg["precision"],
+        num_nodes=int(trainer_cfg["num_nodes"]), precision=precision,
         # "warn": deterministic kernels wherever they exist; an op without one (CUDA's
         # adaptive-average-pool backward, say) warns instead of stopping a GPU run.
         deterministic="warn" if trainer_cfg["deterministic"] else False,
@@ -155,6 +156,24 @@ def train(recipe: dict, *, output_dir: str | Path | None = None, resume: str | b
         return {}
     return _finish(recipe, run_dir, checkpoints, datamodule, trainer, throughput, wall,
                    command, ckpt_path, task.meta.crop_fraction)
+
+
+def resolve_precision(precision, accelerator) -> str:
+    """``auto``: ``bf16-mixed`` where bfloat16 is computed natively (a CUDA GPU that supports it,
+    a CPU with AMX-BF16), else ``32-true``. On CPUs without native bfloat16 (AVX2-only ones, e.g.
+    the AMD EPYC measured here) bf16 autocast is emulated: a FERNet-M training step took 3.96 s
+    instead of 0.31 s in fp32 (2 threads, batch 64). Any other value is Lightning's, as given."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    from ..models.fusion import native_bf16
+
+    gpu = str(accelerator) in ("gpu", "cuda") or (str(accelerator) == "auto" and
+                                                   torch.cuda.is_available())
+    if gpu:
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    return "bf16-mixed" if native_bf16() else "32-true"
 
 
 class Checkpoints:
@@ -258,6 +277,7 @@ def _finish(recipe, run_dir, checkpoints, datamodule, trainer, throughput, wall,
         "wall_seconds": round(wall, 1), "resumed_from": str(resumed_from) if resumed_from else None,
         "train_images_per_second": round(throughput.images_per_second, 1),
         "torch_threads": torch.get_num_threads(), "world_size": trainer.world_size,
+        "precision": str(trainer.precision),
         "machine": f"{os.cpu_count()} CPU cores" if trainer.strategy.root_device.type == "cpu"
         else torch.cuda.get_device_name(trainer.strategy.root_device),
         "weights": str(run_dir / "best.safetensors"),
