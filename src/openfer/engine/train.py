@@ -165,8 +165,6 @@ def resolve_precision(precision, accelerator) -> str:
     instead of 0.31 s in fp32 (2 threads, batch 64). Any other value is Lightning's, as given."""
     if precision != "auto":
         return precision
-    import torch
-
     from ..models.fusion import native_bf16
 
     gpu = str(accelerator) in ("gpu", "cuda") or (str(accelerator) == "auto" and
