@@ -6,7 +6,8 @@
 checkpoint file (the temporary file holds half a checkpoint). ``--die-committing N``: SIGKILL it
 after the N-th checkpoint's temporary file is complete, before it replaces the old checkpoint.
 ``--die-before-last N``: the same at its N-th ``last.ckpt`` (after that epoch's ``best.ckpt``).
-Both act at the real write path (:mod:`openfer.fileio`), as a power cut or the OOM killer would.
+All three act at the real write path (:mod:`openfer.fileio`), as a power cut or the OOM killer
+would.
 """
 
 from __future__ import annotations

@@ -76,11 +76,13 @@ class FMPNTask(ClassificationTask):
         size = tuple(train_set.image_size)
         if source == "computed":
             split = mask_source(cfg, size)
-            found = None
-            own = [run_dir / "masks"] if run_dir is not None else []
-            for folder in own + _earlier_masks(self.recipe["fmpn"].get("generator_from")):
+            own = run_dir / "masks" if run_dir is not None else None
+            found, taken_from = None, None
+            candidates = [own] if own is not None else []
+            for folder in candidates + _earlier_masks(self.recipe["fmpn"].get("generator_from")):
                 found = matching_masks(folder, split)
                 if found:
+                    taken_from = folder
                     print(f"FMPN masks taken from {folder} (computed from the same training "
                           "split)", file=sys.stderr)
                     break
@@ -90,8 +92,8 @@ class FMPNTask(ClassificationTask):
                 raw = self._native_split(cfg, options, size)
                 order = [str(e.value) for e in raw.classes]
                 masks = compute_class_masks(raw)
-            if run_dir is not None and write:    # in the data set's order, as FMPN's files
-                write_masks(masks, run_dir / "masks", classes=order, source=split)
+            if own is not None and write and taken_from != own:   # a resumed run's are there
+                write_masks(masks, own, classes=order, source=split)   # in the data set's order
         else:
             fold = options.get("fold", 0)
             folder = (Path(cfg["root"]) / "imgs_res" / str(fold) if source == "released"
