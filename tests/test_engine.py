@@ -136,3 +136,48 @@ def test_precision_auto_is_bf16_only_where_bfloat16_is_native(monkeypatch):
     assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"     # asked for: as given
     for name in ("fernet_m_fer2013", "fernet_l_fer2013", "fernet_s_distill_fer2013"):
         assert load_recipe(name, [])["trainer"]["precision"] == "auto"
+
+
+def test_a_run_resumed_in_another_precision_says_so(fer2013_csv, tmp_path, monkeypatch):
+    """``precision: auto`` is decided per machine: a run begun in bf16 (a CPU with AMX) and
+    resumed where bf16 is emulated goes on in fp32, with a warning and a note in the summary."""
+    import openfer.models.fusion as fusion
+
+    recipe = _recipe(fer2013_csv, "data.limit_train=256", "data.limit_val=128",
+                     "trainer.max_epochs=2", "trainer.precision=auto")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(fusion, "native_bf16", lambda: True)
+    train(recipe, output_dir=tmp_path, callbacks=[StopAfterEpoch(0)])
+    assert read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["openfer_precision"] == \
+        "bf16-mixed"
+    monkeypatch.setattr(fusion, "native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="trained in bf16-mixed and resumes in 32-true"):
+        summary = train(recipe, output_dir=tmp_path, resume=True)
+    assert summary["precision"] == "32-true"
+    assert summary["precision_before_resume"] == "bf16-mixed"
+    # Its checkpoints now record fp32: resumed again on this machine, nothing to say.
+    recipe["trainer"]["max_epochs"] = 3
+    summary = train(recipe, output_dir=tmp_path, resume=True)
+    assert summary["epochs"] == 3 and "precision_before_resume" not in summary
+
+
+def test_only_the_launching_process_copies_a_best_checkpoint_that_is_ahead(tmp_path,
+                                                                           monkeypatch):
+    """When ``best.ckpt`` is ahead of ``last.ckpt`` (a run killed between the two writes),
+    resuming makes it ``last.ckpt`` too; in a multi-process run only rank 0 writes that copy
+    (the other processes resume from ``best.ckpt``, the same bytes), so no two processes race."""
+    from openfer.engine.checkpointing import write_checkpoint
+    from openfer.engine.train import _resume_path
+
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    write_checkpoint({"global_step": 8, "epoch": 1}, folder / "best.ckpt")
+    write_checkpoint({"global_step": 4, "epoch": 0}, folder / "last.ckpt")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert _resume_path(tmp_path, True) == folder / "best.ckpt"
+    assert read_checkpoint(folder / "last.ckpt")["global_step"] == 4       # untouched
+    monkeypatch.delenv("LOCAL_RANK")
+    assert _resume_path(tmp_path, True) == folder / "last.ckpt"
+    assert (folder / "last.ckpt").read_bytes() == (folder / "best.ckpt").read_bytes()

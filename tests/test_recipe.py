@@ -67,3 +67,59 @@ def test_a_recipe_nested_thousands_deep_is_refused_with_its_name(tmp_path):
         load_recipe(path)
     recipe = load_recipe("deep_emotion_fer2013", ["data.root=" + "[" * 5000])
     assert recipe["data"]["root"] == "[" * 5000          # not YAML: kept as the text
+
+
+def test_a_recipe_based_on_another_takes_its_settings_and_changes_some(tmp_path):
+    """``base:`` names a shipped recipe or a file (relative to the recipe's folder); the file's
+    keys go on top, section by section; ``name`` and ``description`` are the file's own."""
+    (tmp_path / "mine.yaml").write_text(
+        "base: deep_emotion_fer2013\noptimizer:\n  lr: 0.001\naugment:\n  hflip: 0.5\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "longer.yaml").write_text(
+        "base: ../mine.yaml\nname: longer\ntrainer:\n  max_epochs: 300\n")
+    shipped = load_recipe("deep_emotion_fer2013")
+    mine = load_recipe(tmp_path / "mine.yaml")
+    assert mine["name"] == "mine" and mine["description"] is None
+    assert mine["optimizer"] == {**shipped["optimizer"], "lr": 0.001}
+    assert mine["augment"] == {"hflip": 0.5} and mine["model"] == shipped["model"]
+    longer = load_recipe(tmp_path / "sub" / "longer.yaml", ["data.batch_size=64"])
+    assert longer["name"] == "longer" and longer["trainer"]["max_epochs"] == 300
+    assert longer["optimizer"]["lr"] == 0.001 and longer["data"]["batch_size"] == 64
+    assert "base" not in longer
+
+
+def test_shipped_second_stages_and_baselines_state_only_what_differs():
+    stage1, stage2 = load_recipe("fmpn_ckplus_stage1"), load_recipe("fmpn_ckplus")
+    assert (stage1["fmpn"]["stage"], stage2["fmpn"]["stage"]) == ("mask", "joint")
+    assert stage2["trainer"]["monitor"] == "val/accuracy" and stage2["data"]["batch_size"] == 16
+    assert stage2["model"] == stage1["model"] and stage2["data"]["options"] == {"fold": 0}
+    center = load_recipe("resnet18_centerloss_rafdb")
+    softmax = load_recipe("resnet18_softmax_rafdb")
+    assert (softmax["method"], center["method"]) == ("classification", "center_loss")
+    assert {k: v for k, v in center.items() if k not in ("method", "name", "description",
+                                                         "loss", "_source")} == \
+        {k: v for k, v in softmax.items() if k not in ("method", "name", "description", "loss",
+                                                       "_source")}
+
+
+def test_a_bad_base_is_an_error_that_names_the_file_and_line(tmp_path):
+    cases = {
+        "missing.yaml": ("name: x\nbase: no_such_recipe\n", r"missing.yaml, line 2: base "
+                         r"'no_such_recipe': recipe 'no_such_recipe' is neither a file"),
+        "number.yaml": ("base: 3\n", r"number.yaml, line 1: 'base' must name a shipped recipe"),
+        "nul.yaml": ('base: "a\\0b"\n', r"nul.yaml, line 1: base 'a\\x00b'"),
+        "long.yaml": (f"base: {'x' * 5000}\n", r"long.yaml, line 1: base 'xxx"),
+    }
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(RecipeError, match=message):
+            load_recipe(tmp_path / name)
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(RecipeError, match=r"b.yaml, line 1: base 'a.yaml' makes a cycle"):
+        load_recipe(tmp_path / "a.yaml")
+    # An error inside the base recipe names the base recipe's file and line.
+    (tmp_path / "parent.yaml").write_text("model:\n  name: deep_emotion\n  widht: 3\n")
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\n")
+    with pytest.raises(RecipeError, match=r"parent.yaml, line 3: unknown key 'model.widht'"):
+        load_recipe(tmp_path / "child.yaml")

@@ -1,10 +1,10 @@
 """Training recipes: one YAML file per method x data set, reproducing the paper's settings.
 
-A recipe is read on top of :data:`DEFAULTS`; every key must be one :data:`DEFAULTS` knows, so a
-typo is an error naming the file, the line and the accepted keys rather than a silently ignored
-setting. Command-line overrides use dotted keys: ``optimizer.lr=0.01 data.root=fer2013.csv``
-(values are parsed as YAML). Shipped recipes live in ``openfer/recipes/`` and are named without
-their extension (``deep_emotion_fer2013``).
+A recipe is read on top of :data:`DEFAULTS` (and of the recipe its ``base:`` names, if any);
+every key must be one :data:`DEFAULTS` knows, so a typo is an error naming the file, the line and
+the accepted keys rather than a silently ignored setting. Command-line overrides use dotted keys:
+``optimizer.lr=0.01 data.root=fer2013.csv`` (values are parsed as YAML). Shipped recipes live in
+``openfer/recipes/`` and are named without their extension (``deep_emotion_fer2013``).
 """
 
 from __future__ import annotations
@@ -133,8 +133,60 @@ def _line_index(node: yaml.Node, prefix: str = "") -> dict[str, int]:
 
 
 def load_recipe(recipe: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
-    """Read a recipe (path or shipped name), apply ``key=value`` overrides, validate it."""
+    """Read a recipe (path or shipped name), apply ``key=value`` overrides, validate it.
+
+    A recipe may start from another one: ``base: <shipped name or path>`` (a relative path is
+    relative to the recipe's folder) reads that recipe first, then this file's keys on top of
+    it, section by section. ``name`` and ``description`` are never inherited.
+    """
     path = resolve_recipe_path(recipe)
+    merged = _materialise(copy.deepcopy(DEFAULTS))
+    for layer, data, lines in _layers(path):
+        if layer != path:
+            data = {k: v for k, v in data.items() if k not in ("name", "description")}
+        _merge(merged, data, DEFAULTS, "",
+               lambda key, f=layer, n=lines: f"{f}, line {n.get(key, '?')}")
+    for item in overrides:
+        key, value = parse_override(item)
+        _merge(merged, _nest(key, value), DEFAULTS, "", lambda k, i=item: f"override {i!r}")
+    merged["name"] = merged["name"] or path.stem
+    merged["_source"] = str(path)
+    _check(merged, str(path))
+    return merged
+
+
+#: How many ``base:`` links a recipe may follow (a chain longer than this is surely a mistake).
+MAX_BASE_DEPTH = 8
+
+
+def _layers(path: Path) -> list[tuple[Path, dict, dict[str, int]]]:
+    """``(file, data, line index)`` of a recipe and the recipes it is based on, base first."""
+    chain: list[tuple[Path, dict, dict[str, int]]] = []
+    current: Path | None = path
+    while current is not None:
+        data, lines = _read_recipe_file(current)
+        base = data.pop("base", None)
+        chain.append((current, data, lines))
+        if base is None:
+            break
+        where = f"{current}, line {lines.get('base', '?')}"
+        if not isinstance(base, str) or not base.strip():
+            raise RecipeError(f"{where}: 'base' must name a shipped recipe or a recipe file, "
+                              f"found {base!r}")
+        try:
+            local = current.parent / base
+            current = local if local.is_file() else resolve_recipe_path(base)
+        except (RecipeError, OSError, ValueError) as exc:  # not found; too long; a NUL byte
+            raise RecipeError(f"{where}: base {base[:200]!r}: {exc}") from None
+        if any(current.resolve() == c.resolve() for c, _, _ in chain):
+            names = " -> ".join(str(c) for c, _, _ in chain)
+            raise RecipeError(f"{where}: base {base!r} makes a cycle ({names} -> {current})")
+        if len(chain) > MAX_BASE_DEPTH:
+            raise RecipeError(f"{where}: more than {MAX_BASE_DEPTH} recipes chained by 'base'")
+    return chain[::-1]
+
+
+def _read_recipe_file(path: Path) -> tuple[dict, dict[str, int]]:
     try:
         text = path.read_text(encoding="utf-8")
         node = yaml.compose(text)
@@ -152,16 +204,7 @@ def load_recipe(recipe: str | Path, overrides: Iterable[str] = ()) -> dict[str, 
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe is a YAML mapping of sections (model, data, ...), "
                           f"found {type(data).__name__}")
-    lines = _line_index(node) if node is not None else {}
-    merged = _materialise(copy.deepcopy(DEFAULTS))
-    _merge(merged, data, DEFAULTS, "", lambda key: f"{path}, line {lines.get(key, '?')}")
-    for item in overrides:
-        key, value = parse_override(item)
-        _merge(merged, _nest(key, value), DEFAULTS, "", lambda k, i=item: f"override {i!r}")
-    merged["name"] = merged["name"] or path.stem
-    merged["_source"] = str(path)
-    _check(merged, str(path))
-    return merged
+    return data, (_line_index(node) if node is not None else {})
 
 
 _RUNTIME_DEFAULTS = {"precision": "32-true", "devices": 1, "accelerator": "auto",

@@ -80,6 +80,39 @@ class Throughput(Callback):
         return self.images / self.seconds if self.seconds else 0.0
 
 
+class PrecisionRecord(Callback):
+    """Writes the precision a run trains in into its checkpoints, and warns when a resumed run
+    continues in another one.
+
+    ``precision: auto`` is decided per machine (:func:`resolve_precision`): a run begun in
+    bf16-mixed on a CPU with AMX and resumed on one without continues in 32-true, so it no
+    longer repeats an uninterrupted run exactly. That is kept (emulated bf16 would be ~13x
+    slower there), said in a warning, and recorded as ``precision_before_resume`` in
+    ``summary.json``; ``trainer.precision=<the earlier one>`` keeps the run's precision.
+    """
+
+    KEY = "openfer_precision"
+
+    def __init__(self):
+        self.before_resume: str | None = None
+
+    def on_save_checkpoint(self, trainer, module, checkpoint):
+        checkpoint[self.KEY] = str(trainer.precision)
+
+    def on_load_checkpoint(self, trainer, module, checkpoint):
+        earlier = checkpoint.get(self.KEY)
+        if earlier is not None and earlier != str(trainer.precision):
+            self.before_resume = earlier
+            if trainer.is_global_zero:
+                import warnings
+
+                warnings.warn(
+                    f"this run trained in {earlier} and resumes in {trainer.precision} "
+                    "(trainer.precision resolves per machine): later epochs will not repeat an "
+                    f"uninterrupted run exactly; pass trainer.precision={earlier} to keep it",
+                    stacklevel=2)
+
+
 def train(recipe: dict, *, output_dir: str | Path | None = None, resume: str | bool | None = None,
           command: str | None = None, callbacks: list[Callback] | None = None) -> dict:
     """Train a recipe (see :mod:`openfer.engine.recipe`); returns the run summary.
@@ -110,8 +143,8 @@ def train(recipe: dict, *, output_dir: str | Path | None = None, resume: str | b
     last_checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last",
                                       monitor=None, save_top_k=1, enable_version_counter=False)
     checkpoints = Checkpoints(best_checkpoint, last_checkpoint)
-    throughput = Throughput()
-    callbacks = [*checkpoints.callbacks, throughput, *(callbacks or [])]
+    throughput, precision_record = Throughput(), PrecisionRecord()
+    callbacks = [*checkpoints.callbacks, throughput, precision_record, *(callbacks or [])]
     if trainer_cfg["early_stopping_patience"] is not None and validate:
         callbacks.append(EarlyStopping(monitor=trainer_cfg["monitor"],
                                        mode=trainer_cfg["monitor_mode"],
@@ -155,7 +188,8 @@ def train(recipe: dict, *, output_dir: str | Path | None = None, resume: str | b
     if not trainer.is_global_zero:
         return {}
     return _finish(recipe, run_dir, checkpoints, datamodule, trainer, throughput, wall,
-                   command, ckpt_path, task.meta.crop_fraction)
+                   command, ckpt_path, task.meta.crop_fraction,
+                   precision_before_resume=precision_record.before_resume)
 
 
 def resolve_precision(precision, accelerator) -> str:
@@ -199,11 +233,11 @@ def _resume_path(run_dir: Path, resume: str | bool | None) -> Path | None:
                 any((run_dir / "checkpoints").glob("*.ckpt")):
             raise OpenferError(f"no readable checkpoint in {run_dir / 'checkpoints'}: every "
                                "one failed its checksum; start a new run")
-        if found is not None and found.name != "last.ckpt":
+        if found is not None and found.name != "last.ckpt" and _launching_process():
             # best.ckpt is ahead: the run died after writing an epoch's best.ckpt, before its
             # last.ckpt. That state becomes last.ckpt too, or a run that has no epoch left to
-            # train would end with last.safetensors from the epoch before.
-            # (Another process of a multi-process run may be doing the same: then keep best.)
+            # train would end with last.safetensors from the epoch before. Only the process
+            # that launched the run copies it; the others resume from best.ckpt, the same bytes.
             last = found.parent / "last.ckpt"
             try:
                 atomic_write_bytes(last, found.read_bytes())
@@ -214,6 +248,13 @@ def _resume_path(run_dir: Path, resume: str | bool | None) -> Path | None:
     path = Path(resume)
     read_checkpoint(path)  # verifies, with a clear error
     return path
+
+
+def _launching_process() -> bool:
+    """True in the process a user started (global rank 0 of a multi-process run, which
+    Lightning's launchers mark with these variables; a single process has none of them)."""
+    return all(os.environ.get(name, "0") == "0"
+               for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID"))
 
 
 def model_from_checkpoint(checkpoint_path: str | Path) -> torch.nn.Module:
@@ -249,7 +290,7 @@ def _trained_model(checkpoint_path: str, run_recipe: dict, **meta) -> torch.nn.M
 
 
 def _finish(recipe, run_dir, checkpoints, datamodule, trainer, throughput, wall, command,
-            resumed_from, crop_fraction) -> dict:
+            resumed_from, crop_fraction, precision_before_resume=None) -> dict:
     command = command or " ".join(["openfer", *sys.argv[1:]])
     data = recipe["data"]
     meta = {"training_data": f"{data['dataset']} {data['train_split']} ({data['root']})",
@@ -276,6 +317,8 @@ def _finish(recipe, run_dir, checkpoints, datamodule, trainer, throughput, wall,
         "train_images_per_second": round(throughput.images_per_second, 1),
         "torch_threads": torch.get_num_threads(), "world_size": trainer.world_size,
         "precision": str(trainer.precision),
+        **({"precision_before_resume": precision_before_resume}
+           if precision_before_resume else {}),
         "machine": f"{os.cpu_count()} CPU cores" if trainer.strategy.root_device.type == "cpu"
         else torch.cuda.get_device_name(trainer.strategy.root_device),
         "weights": str(run_dir / "best.safetensors"),
