@@ -7,7 +7,8 @@ checkpoint file (the temporary file holds half a checkpoint). ``--die-committing
 after the N-th checkpoint's temporary file is complete, before it replaces the old checkpoint.
 ``--die-before-last N``: the same at its N-th ``last.ckpt`` (after that epoch's ``best.ckpt``).
 All three act at the real write path (:mod:`openfer.fileio`), as a power cut or the OOM killer
-would.
+would. ``--best-every-epoch``: monitor the epoch number instead of the validation accuracy, so
+every epoch writes ``best.ckpt`` whatever the numbers (training itself is unchanged).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main() -> int:
     parser.add_argument("--die-writing", type=int, default=0)
     parser.add_argument("--die-committing", type=int, default=0)
     parser.add_argument("--die-before-last", type=int, default=0)
+    parser.add_argument("--best-every-epoch", action="store_true")
     args = parser.parse_args()
 
     from openfer import fileio
@@ -83,8 +85,18 @@ def main() -> int:
     from openfer.engine.recipe import load_recipe
     from openfer.engine.train import train
 
-    recipe = load_recipe("deep_emotion_fer2013", [f"data.root={args.csv}", *RECIPE])
-    summary = train(recipe, output_dir=args.run, resume=True)
+    overrides, callbacks = [f"data.root={args.csv}", *RECIPE], []
+    if args.best_every_epoch:
+        from lightning.pytorch.callbacks import Callback
+
+        class EpochNumber(Callback):
+            def on_validation_epoch_end(self, trainer, module):
+                module.log("fault/epoch", float(trainer.current_epoch))
+
+        overrides.append("trainer.monitor=fault/epoch")
+        callbacks.append(EpochNumber())
+    recipe = load_recipe("deep_emotion_fer2013", overrides)
+    summary = train(recipe, output_dir=args.run, resume=True, callbacks=callbacks)
     print(json.dumps({"epochs": summary["epochs"], "resumed_from": summary["resumed_from"]}))
     return 0
 
