@@ -24,7 +24,8 @@ import torch
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared/data/fer2013/fer2013.csv.gz"
 
 
-def measure(recipe_name: str, root: Path, steps: int, threads: int) -> dict:
+def measure(recipe_name: str, root: Path, steps: int, threads: int,
+            overrides: list[str] = ()) -> dict:
     from lightning.pytorch.callbacks import Callback
 
     from openfer.engine.recipe import load_recipe
@@ -32,7 +33,8 @@ def measure(recipe_name: str, root: Path, steps: int, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     recipe = load_recipe(recipe_name, [f"data.root={root}", "trainer.progress_bar=false",
-                                       "trainer.max_epochs=1", "data.val_split=null"])
+                                       "trainer.max_epochs=1", "data.val_split=null",
+                                       *overrides])
     batch = recipe["data"]["batch_size"]
     recipe["data"]["limit_train"] = batch * (steps + 5)
     meter = Throughput()
@@ -46,10 +48,11 @@ def measure(recipe_name: str, root: Path, steps: int, threads: int) -> dict:
 
     with tempfile.TemporaryDirectory() as out:
         started = time.time()
-        train(recipe, output_dir=out, callbacks=[meter, SkipWarmup()])
+        summary = train(recipe, output_dir=out, callbacks=[meter, SkipWarmup()])
         wall = time.time() - started
     return {"recipe": recipe_name, "model": recipe["model"]["name"], "batch_size": batch,
-            "steps": steps, "threads": threads,
+            "steps": steps, "threads": threads, "precision": summary["precision"],
+            "overrides": list(overrides),
             "images_per_second": round(meter.images_per_second, 1),
             "wall_seconds": round(wall, 1), "torch": torch.__version__,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
@@ -63,11 +66,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="append results to this JSONL file")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="recipe overrides for every recipe, e.g. trainer.precision=bf16-mixed")
     args = parser.parse_args()
     recipes = args.recipe or ["deep_emotion_fer2013", "deep_emotion_paper_fer2013",
                               "deep_emotion_fer2013_aug"]
     for name in recipes:
-        result = measure(name, args.root, args.steps, args.threads)
+        result = measure(name, args.root, args.steps, args.threads, args.overrides)
         print(json.dumps(result), flush=True)
         if args.out:
             with open(args.out, "a") as handle:

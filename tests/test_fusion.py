@@ -177,3 +177,30 @@ def test_classify_resizes_and_crops_as_the_model_was_trained(publictest, side):
     got = Recognizer(model, detector="none", precision="fp32").classify(
         faces.permute(0, 2, 3, 1).numpy())
     assert np.abs(got - expected).max() < 1e-4
+
+
+@pytest.mark.parametrize("features, unit", [
+    ({"amx_bf16": True, "avx512_bf16": True}, "AMX-BF16"),       # Intel Xeon Sapphire Rapids
+    ({"amx_bf16": False, "avx512_bf16": True}, "AVX512-BF16"),   # AMD EPYC Zen 4
+    ({"amx_bf16": False, "avx512_bf16": False, "avx512_f": True}, None),   # plain AVX-512
+    ({"avx2": True}, None),                                      # AVX2-only EPYC
+])
+def test_bfloat16_is_native_with_amx_or_avx512_bf16(monkeypatch, features, unit):
+    """bf16 ran 1.9x (inference) and 1.75x (training) faster than fp32 on an AVX512-BF16 EPYC,
+    7x / 2.5x with AMX; emulated on AVX2 it was 13x slower, so ``auto`` needs one of the two."""
+    from openfer.models import fusion
+
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: features, raising=False)
+    assert fusion.bf16_unit() == unit
+    assert fusion.native_bf16() is (unit is not None)
+
+
+def test_an_unreadable_cpu_counts_as_emulating_bfloat16(monkeypatch):
+    from openfer.models import fusion
+
+    def broken():
+        raise RuntimeError("cpuinfo failed")
+
+    monkeypatch.setattr(torch.cpu, "get_capabilities", broken, raising=False)
+    assert fusion.bf16_unit() is None and not fusion.native_bf16()
+

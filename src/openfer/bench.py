@@ -32,9 +32,16 @@ def timed(function: Callable[[], object], repeats: int, warmup: int = 3) -> floa
 
 
 def machine() -> str:
-    from .models.fusion import native_bf16
+    import torch
 
-    return f"{platform.machine()}, {os.cpu_count()} cores, AMX bf16: {native_bf16()}"
+    from .models.fusion import bf16_unit
+
+    try:
+        name = torch.cpu.get_capabilities().get("cpu_name") or platform.processor()
+    except Exception:                                   # older torch, unknown CPU
+        name = platform.processor()
+    return (f"{name or 'CPU'}, {platform.machine()}, {os.cpu_count()} cores, "
+            f"native bf16: {bf16_unit() or 'none'}")
 
 
 def classifier_speed(recognizer, *, batch: int = 64, repeats: int = 200, seed: int = 0) -> dict:

@@ -62,9 +62,9 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
 
 def _add_precision(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
-                        help="torch backend's arithmetic: auto (default: bf16 on CPUs with AMX "
-                             "bfloat16 units for models whose metadata records a bf16 check, "
-                             "fp32 otherwise), fp32 or bf16")
+                        help="torch backend's arithmetic: auto (default: bf16 on CPUs with "
+                             "native bfloat16, AMX-BF16 or AVX512-BF16, for models whose "
+                             "metadata records a bf16 check, fp32 otherwise), fp32 or bf16")
 
 
 def resolve_device(name: str) -> str:

@@ -135,7 +135,8 @@ class Recognizer:
     threads for inference (onnxruntime session; for torch, ``torch.set_num_threads``).
     ``precision`` (torch backend): ``fp32``, ``bf16`` or ``auto`` (bf16 for a model whose
     metadata records a bf16 check, ``meta.bf16`` from ``scripts/check_bf16.py``, on a CPU with
-    bfloat16 matrix units, Intel AMX; fp32 otherwise); ``self.precision`` says which was chosen.
+    native bfloat16, AMX-BF16 or AVX512-BF16; fp32 otherwise); ``self.precision`` says which
+    was chosen.
     The torch backend runs normalisation, model and softmax as one traced graph on oneDNN Graph
     (:mod:`openfer.models.fusion`; eagerly where the model cannot be traced, and on GPUs).
     """
