@@ -19,8 +19,9 @@
 # x 150 epochs ~ 13 min: 22 min plus the machine's start. Since 2026-11 a lent session has 15
 # minutes of device time in all (start, idle waits and close included), so this no longer fits
 # one session: there, ~11 min of compute allow 3 teachers x 120 epochs (~5.5 min) and one
-# FERNet-M student x 100 epochs (~6 min, STUDENTS=m), which the measured curve puts near 71 %,
-# not 72 %. Teachers are not kept between sessions (machines are fresh, and teacher weights are
+# FERNet-M student x 100 epochs (~6 min, STUDENTS=m); estimated from the measured runs (a
+# 100-epoch teacher 70.4 %, three 50-epoch ones 71.1 % together, students ~1.2 points under
+# their teachers), that student would land near 70-71 %, not 72 %. Teachers are not kept between sessions (machines are fresh, and teacher weights are
 # not committed), so the 200-epoch plan needs a longer device budget.
 set -u
 W=${1:-/tmp/kd}; ET=${2:-50}; ES=${3:-45}
