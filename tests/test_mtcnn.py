@@ -99,19 +99,24 @@ def test_nms_overlap_matrix_keeps_what_the_greedy_loop_keeps(monkeypatch, mode, 
     assert torch.equal(matrix, nms(boxes, scores, 0.5, mode=mode, pixel=pixel))
 
 
-def test_crops_from_the_summed_area_table_equal_area_interpolation():
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])      # int32 / float64 table
+def test_crops_from_the_summed_area_table_equal_area_interpolation(dtype):
     """All crops at once from an integral image equal cropping each box and resampling it with
     ``F.interpolate(mode="area")`` (facenet-pytorch's way), for boxes inside, across the edge
     of and outside the image."""
     from openfer.faces.mtcnn import _crops, _integral
 
     rng = np.random.default_rng(1)
-    image = torch.tensor(rng.integers(0, 256, (3, 57, 83)), dtype=torch.float32)
+    pixels = torch.tensor(rng.integers(0, 256, (57, 83, 3)), dtype=dtype)       # (H, W, C)
+    image = pixels.permute(2, 0, 1).float()
     boxes = torch.tensor([[1, 1, 83, 57], [10.7, 5.2, 40.9, 30.1], [-8, -3, 20, 12],
                           [70, 40, 120, 90], [30, 30, 33, 31], [90, 70, 100, 80],
                           [5, 5, 5, 9]], dtype=torch.float32)
-    got = _crops(_integral(image), boxes, 24)
-    assert torch.equal(got, _crops(_integral(image), boxes, 24, chunk=3))     # in chunks
+    integral = _integral(pixels)
+    assert integral.dtype == (torch.int32 if dtype == torch.uint8 else torch.float64)
+    got = _crops(integral, boxes, 24)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(got, _crops(integral, boxes, 24, chunk=3))     # in chunks
     for box, crop in zip(boxes[:, :4].trunc().int().tolist(), got):
         x, y, ex, ey = max(box[0], 1), max(box[1], 1), min(box[2], 83), min(box[3], 57)
         if ey > y - 1 and ex > x - 1:
@@ -120,6 +125,21 @@ def test_crops_from_the_summed_area_table_equal_area_interpolation():
         else:
             expected = torch.zeros(3, 24, 24)
         assert torch.allclose(crop, (expected - 127.5) * 0.0078125, atol=1e-5), box
+
+
+@pytest.mark.parametrize("size", [(40, 58), (12, 17), (57, 83), (70, 90), (1, 1)])
+def test_pyramid_levels_from_the_summed_area_table_equal_area_interpolation(size):
+    """P-Net's pyramid levels, resampled from the summed-area table instead of the image, are
+    ``F.interpolate(mode="area")``'s (down, same size, up), channels last."""
+    from openfer.faces.mtcnn import _area_resize, _integral
+
+    rng = np.random.default_rng(2)
+    pixels = torch.tensor(rng.integers(0, 256, (57, 83, 3)), dtype=torch.uint8)
+    expected = torch.nn.functional.interpolate(pixels.permute(2, 0, 1).float()[None], size=size,
+                                               mode="area")
+    got = _area_resize(_integral(pixels), size)
+    assert got.shape == expected.shape and got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(got, expected, atol=1e-4, rtol=0)
 
 
 def test_auto_uses_mtcnn_when_yunet_is_absent(monkeypatch, tmp_path, mtcnn):
