@@ -34,6 +34,8 @@ def measure(recipe_name: str, root: Path, steps: int, threads: int,
     torch.set_num_threads(threads)
     recipe = load_recipe(recipe_name, [f"data.root={root}", "trainer.progress_bar=false",
                                        "trainer.max_epochs=1", "data.val_split=null",
+                                       # no validation: a plateau schedule watches the loss
+                                       "trainer.monitor=train/loss", "trainer.monitor_mode=min",
                                        *overrides])
     batch = recipe["data"]["batch_size"]
     recipe["data"]["limit_train"] = batch * (steps + 5)

@@ -123,3 +123,14 @@ def test_a_bad_base_is_an_error_that_names_the_file_and_line(tmp_path):
     (tmp_path / "child.yaml").write_text("base: parent.yaml\n")
     with pytest.raises(RecipeError, match=r"parent.yaml, line 3: unknown key 'model.widht'"):
         load_recipe(tmp_path / "child.yaml")
+
+
+def test_a_plateau_schedule_without_validation_is_refused_with_what_to_do():
+    """ReduceLROnPlateau watches trainer.monitor (val/accuracy by default): with no validation
+    split Lightning would stop at the end of the first epoch; the recipe check says so first."""
+    with pytest.raises(RecipeError, match=r"plateau .*val/accuracy.*data.val_split is not set"):
+        load_recipe("multitask_fer2013", ["data.val_split=null"])
+    recipe = load_recipe("multitask_fer2013", ["data.val_split=null", "trainer.monitor=train/loss",
+                                               "trainer.monitor_mode=min"])
+    assert recipe["scheduler"]["name"] == "plateau"
+    assert load_recipe("multitask_fer2013", ["data.val_split=null", "scheduler.name=cosine"])

@@ -313,6 +313,15 @@ def _check(recipe: dict, source: str) -> None:
                 or value != value or value == float("inf"):
             raise RecipeError(f"{source}: {key} must be a positive "
                               f"{'whole number' if kind is int else 'number'}, found {value!r}")
+    monitor = str(recipe["trainer"]["monitor"])
+    if recipe["scheduler"]["name"] == "plateau" and not recipe["data"].get("val_split") \
+            and monitor.startswith("val/"):
+        raise RecipeError(f"{source}: scheduler.name=plateau lowers the learning rate when "
+                          f"trainer.monitor ({monitor}) stops improving, but data.val_split is "
+                          "not set, so nothing is validated: set data.val_split, or monitor a "
+                          "training metric (trainer.monitor=train/loss "
+                          "trainer.monitor_mode=min), or use another scheduler "
+                          "(scheduler.name=cosine or step)")
 
 
 def dump_recipe(recipe: dict) -> str:
