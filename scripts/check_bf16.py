@@ -6,9 +6,11 @@
 Classifies every PublicTest face through ``Recognizer`` (no detection) in fp32 and in bf16 and
 prints the top-label agreement and both accuracies. ``--write`` stores them in the weight file's
 metadata (``meta.bf16``), which lets ``Recognizer(precision="auto")`` run the model in bf16 on
-CPUs with AMX, and refuses when bf16 changes the answers: agreement under 99 % or accuracy moved
-by more than half a point. bf16 is emulated (slowly) on CPUs without bfloat16 units: the numbers
-are the same there.
+CPUs with native bfloat16 (AMX-BF16 or AVX512-BF16), and refuses when bf16 changes the answers:
+agreement under 99 % or accuracy moved by more than half a point. bf16 is emulated (slowly) on
+CPUs without bfloat16 units: the numbers are the same there. Measured for the shipped FERNets on
+an Intel Xeon (AMX-BF16) and an AMD EPYC (AVX512-BF16): the same agreement on both (distilled
+FERNet-M 99.41 %, FERNet-S 99.08 %).
 """
 
 from __future__ import annotations

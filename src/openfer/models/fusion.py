@@ -63,10 +63,10 @@ def bf16_unit() -> str | None:
 
 def native_bf16() -> bool:
     """True where the CPU computes bfloat16 natively (:func:`bf16_unit`). Measured, distilled
-    FERNet-M, bf16 against fp32: inference 7x faster with AMX-BF16 (Intel Xeon), 1.9x with
-    AVX512-BF16 (AMD EPYC, 1 thread: batch 1 1.01 -> 0.55 ms, batch 64 977 -> 1,901 faces/s),
-    training 2.5x and 1.75x; where bfloat16 is emulated (an AVX2-only EPYC) training was 13x
-    slower."""
+    FERNet-M, fused bf16 against fused fp32, 1 thread: with AMX-BF16 (Intel Xeon) batch 1 3.4x
+    and batch 64 6.7x faster, training 2.5x; with AVX512-BF16 (AMD EPYC) batch 1 1.8x (1.01 ->
+    0.55 ms), batch 64 1.9x (977 -> 1,901 faces/s), training 1.75x; where bfloat16 is emulated
+    (an AVX2-only EPYC) training was 13x slower."""
     return bf16_unit() is not None
 
 
