@@ -562,3 +562,40 @@ def test_computed_masks_are_reused_only_from_the_same_training_split(tmp_path):
     write_masks(masks, tmp_path / "plain")                     # FMPN's layout: no record
     assert mask_classes(tmp_path / "plain") is None
     assert matching_masks(tmp_path / "plain", mask_source(data, (48, 48))) is None
+
+
+def test_masks_of_a_data_set_changed_in_place_are_computed_afresh(tmp_path, fer2013_subset):
+    """The same path is not the same data: masks.json records a fingerprint of the training
+    split (labels, and pixels or files), and a relabelled or re-encoded split does not match."""
+    from openfer.data import load_dataset
+    from openfer.data.motion_masks import matching_masks, training_fingerprint, write_masks
+    from openfer.engine.fmpn import mask_source
+
+    faces = load_dataset("fer2013", fer2013_subset, "Training")
+    data = {"dataset": "fer2013", "root": str(fer2013_subset), "train_split": "Training"}
+    masks = np.zeros((7, 48, 48), np.uint8)
+    order = [str(c.value) for c in faces.classes]
+    write_masks(masks, tmp_path / "m", classes=order,
+                source=mask_source(data, (48, 48), training_fingerprint(faces)))
+    again = load_dataset("fer2013", fer2013_subset, "Training")
+    assert matching_masks(tmp_path / "m", mask_source(data, (48, 48),
+                                                      training_fingerprint(again))) is not None
+    relabelled = load_dataset("fer2013", fer2013_subset, "Training")
+    relabelled.labels[0] = (relabelled.labels[0] + 1) % 7
+    repainted = load_dataset("fer2013", fer2013_subset, "Training")
+    repainted.images[0, 0, 0, 0] ^= 1
+    for changed in (relabelled, repainted):
+        assert matching_masks(tmp_path / "m", mask_source(
+            data, (48, 48), training_fingerprint(changed))) is None
+
+    folder = tmp_path / "faces"                       # file-backed: path, size, mtime
+    folder.mkdir()
+    files = []
+    for i in range(3):
+        files.append(folder / f"{i}.png")
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(files[-1])
+    file_set = type("FileSet", (), {"labels": np.arange(3), "sources": [str(f) for f in files]})
+    before = training_fingerprint(file_set)
+    assert training_fingerprint(file_set) == before
+    Image.fromarray(np.full((9, 8), 7, np.uint8)).save(files[1])       # rewritten in place
+    assert training_fingerprint(file_set) != before

@@ -89,6 +89,30 @@ def compute_class_masks(dataset, batch_size: int = 256) -> np.ndarray:
 PROVENANCE = "masks.json"
 
 
+def training_fingerprint(dataset) -> str:
+    """A SHA-256 of what a training split holds: its labels, and its pixels when it is held in
+    memory (FER2013, decoded image sets) or else each file's path, size and modification time.
+    Recorded with computed masks, so that masks are reused only for the same data, not merely
+    the same path: a data set replaced or relabelled in place gets its masks computed afresh."""
+    import hashlib
+    import os
+
+    digest = hashlib.sha256(np.ascontiguousarray(dataset.labels, np.int64).tobytes())
+    images = getattr(dataset, "images", None)
+    if images is not None:
+        array = images.numpy() if hasattr(images, "numpy") else np.asarray(images)
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).data)
+    else:
+        for path in dataset.sources or ():
+            try:
+                stat = os.stat(path)
+                digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            except OSError:
+                digest.update(f"{path}\0missing\n".encode())
+    return digest.hexdigest()
+
+
 def write_masks(masks: np.ndarray, folder: str | Path, classes: list[str] | None = None,
                 source: dict | None = None) -> list[Path]:
     """``<folder>/<class>.png`` for each class (FMPN's ``imgs_res/<fold>/`` layout), and with

@@ -65,17 +65,18 @@ class FMPNTask(ClassificationTask):
 
         ``computed`` masks are written to ``<run_dir>/masks/`` with the split they came from;
         when this run (resumed) or the run ``fmpn.generator_from`` names already holds masks
-        from the same training split (data set, root, split, options, size: stage 1 of the same
-        fold), those are taken instead of reading every training face again."""
+        from the same training split (data set, root, split, options, size, and the same faces
+        and labels in it: stage 1 of the same fold), those are taken instead of reading every
+        training face again."""
         from ..data.motion_masks import (compute_class_masks, mask_classes, matching_masks,
-                                         read_masks, write_masks)
+                                         read_masks, training_fingerprint, write_masks)
 
         cfg = self.recipe["data"]
         options = dict(cfg.get("options") or {})
         source = self.recipe["fmpn"]["masks"]
         size = tuple(train_set.image_size)
         if source == "computed":
-            split = mask_source(cfg, size)
+            split = mask_source(cfg, size, training_fingerprint(train_set))
             own = run_dir / "masks" if run_dir is not None else None
             found, taken_from = None, None
             candidates = [own] if own is not None else []
@@ -185,12 +186,15 @@ def load_generator(model: FMPN, source: str | Path) -> None:
             from None
 
 
-def mask_source(data: dict, image_size: tuple[int, int]) -> dict:
-    """What computed masks depend on: the recipe's training split, read grey at ``image_size``
-    (recorded in ``masks.json``; a later run reuses masks only when this matches)."""
-    return {"dataset": data["dataset"], "root": str(Path(data["root"]).expanduser().resolve()),
-            "split": data["train_split"], "classes": data.get("classes"),
-            "options": dict(data.get("options") or {}), "image_size": list(image_size)}
+def mask_source(data: dict, image_size: tuple[int, int], fingerprint: str | None = None) -> dict:
+    """What computed masks depend on: the recipe's training split, read grey at ``image_size``,
+    and what that split holds (``fingerprint``, :func:`~openfer.data.motion_masks.
+    training_fingerprint`), recorded in ``masks.json``; a later run reuses masks only when all of
+    this matches."""
+    source = {"dataset": data["dataset"], "root": str(Path(data["root"]).expanduser().resolve()),
+              "split": data["train_split"], "classes": data.get("classes"),
+              "options": dict(data.get("options") or {}), "image_size": list(image_size)}
+    return {**source, "fingerprint": fingerprint} if fingerprint else source
 
 
 def _earlier_masks(generator_from) -> list[Path]:
