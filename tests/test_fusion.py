@@ -191,8 +191,25 @@ def test_bfloat16_is_native_with_amx_or_avx512_bf16(monkeypatch, features, unit)
     from openfer.models import fusion
 
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: features, raising=False)
+    for limit in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(limit, raising=False)
     assert fusion.bf16_unit() == unit
     assert fusion.native_bf16() is (unit is not None)
+
+
+@pytest.mark.parametrize("limit, unit", [
+    ("ALL", "AMX-BF16"), ("AVX512_CORE_AMX", "AMX-BF16"), ("AVX512_CORE_BF16", "AVX512-BF16"),
+    ("AVX512_CORE", None), ("avx2", None)])
+def test_a_unit_that_onednns_isa_limit_disables_does_not_count(monkeypatch, limit, unit):
+    """``ONEDNN_MAX_CPU_ISA=AVX2`` makes oneDNN emulate bf16 even on a CPU with AMX (how
+    older CPUs were approximated for benchmarks/results), so ``auto`` must not choose it."""
+    from openfer.models import fusion
+
+    monkeypatch.setattr(torch.cpu, "get_capabilities",
+                        lambda: {"amx_bf16": True, "avx512_bf16": True}, raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", limit)
+    assert fusion.bf16_unit() == unit
 
 
 def test_an_unreadable_cpu_counts_as_emulating_bfloat16(monkeypatch):

@@ -52,13 +52,26 @@ BF16_UNITS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}
 def bf16_unit() -> str | None:
     """The CPU's native bfloat16 unit: ``"AMX-BF16"`` (Intel Xeon Sapphire Rapids and later),
     ``"AVX512-BF16"`` (AMD Zen 4 and later, Intel Cooper Lake), or None (bfloat16 would be
-    emulated: AVX2-only and plain AVX-512 CPUs)."""
+    emulated: AVX2-only and plain AVX-512 CPUs). A unit that ``ONEDNN_MAX_CPU_ISA`` (or
+    ``DNNL_MAX_CPU_ISA``) keeps oneDNN from using does not count: there bf16 is emulated too."""
     capabilities = getattr(torch.cpu, "get_capabilities", None)
     try:
         found = capabilities() if capabilities else {}
     except Exception:                                   # an unknown CPU: assume none
         return None
-    return next((name for key, name in BF16_UNITS.items() if found.get(key)), None)
+    return next((name for key, name in BF16_UNITS.items()
+                 if found.get(key) and _isa_allows(key)), None)
+
+
+def _isa_allows(unit: str) -> bool:
+    """Whether oneDNN's instruction-set limit (``ONEDNN_MAX_CPU_ISA``, e.g. ``AVX2`` or
+    ``AVX512_CORE``, as used to approximate older CPUs) leaves ``unit`` usable."""
+    limit = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+             or "ALL").upper()
+    if limit in ("ALL", "DEFAULT") or "AMX" in limit:
+        return True
+    newer_than_bf16 = "BF16" in limit or "FP16" in limit or limit.startswith("AVX10")
+    return unit == "avx512_bf16" and newer_than_bf16
 
 
 def native_bf16() -> bool:
