@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +35,7 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from openfer.bench import machine
+    from openfer.bench import machine, timed
     from openfer.faces.detect import create_detector
     from openfer.faces.track import iou
 
@@ -56,13 +54,9 @@ def main() -> None:
     reference = detectors["yunet"].detect(image) if "yunet" in detectors else None
     results = {}
     for name, detector in detectors.items():
-        faces = detector.detect(image)                                   # warm-up
-        samples = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            faces = detector.detect(image)
-            samples.append(time.perf_counter() - start)
-        entry = {"ms": round(1000 * statistics.median(samples), 1), "faces": len(faces)}
+        faces = detector.detect(image)                                   # the warm-up call
+        seconds = timed(lambda d=detector: d.detect(image), args.repeats, warmup=0)
+        entry = {"ms": round(1000 * seconds, 1), "faces": len(faces)}
         if reference is not None:
             found = [any(iou(f.box, r.box) > 0.5 for f in faces) for r in reference]
             entry["found_of_reference"] = f"{sum(found)}/{len(reference)}"

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +26,7 @@ def measure(recipe_name: str, root: Path, steps: int, threads: int,
             overrides: list[str] = ()) -> dict:
     from lightning.pytorch.callbacks import Callback
 
+    from openfer.bench import machine
     from openfer.engine.recipe import load_recipe
     from openfer.engine.train import Throughput, train
 
@@ -57,7 +56,7 @@ def measure(recipe_name: str, root: Path, steps: int, threads: int,
             "overrides": list(overrides),
             "images_per_second": round(meter.images_per_second, 1),
             "wall_seconds": round(wall, 1), "torch": torch.__version__,
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+            "machine": machine()}
 
 
 def main() -> None:

@@ -167,9 +167,9 @@ def test_only_the_launching_process_copies_a_best_checkpoint_that_is_ahead(tmp_p
     resuming makes it ``last.ckpt`` too; in a multi-process run only rank 0 writes that copy
     (the other processes resume from ``best.ckpt``, the same bytes), so no two processes race."""
     from openfer.engine.checkpointing import write_checkpoint
-    from openfer.engine.train import _resume_path
+    from openfer.engine.train import RANK_VARIABLES, _resume_path
 
-    for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID"):
+    for name in RANK_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     folder = tmp_path / "checkpoints"
     folder.mkdir()

@@ -100,7 +100,7 @@ def training_fingerprint(dataset) -> str:
     digest = hashlib.sha256(np.ascontiguousarray(dataset.labels, np.int64).tobytes())
     images = getattr(dataset, "images", None)
     if images is not None:
-        array = images.numpy() if hasattr(images, "numpy") else np.asarray(images)
+        array = np.asarray(images)                      # a CPU tensor or an array
         digest.update(str(array.shape).encode())
         digest.update(np.ascontiguousarray(array).data)
     else:

@@ -162,8 +162,8 @@ MAX_BASE_DEPTH = 8
 def _layers(path: Path) -> list[tuple[Path, dict, dict[str, int]]]:
     """``(file, data, line index)`` of a recipe and the recipes it is based on, base first."""
     chain: list[tuple[Path, dict, dict[str, int]]] = []
-    current: Path | None = path
-    while current is not None:
+    current = path
+    while True:
         data, lines = _read_recipe_file(current)
         base = data.pop("base", None)
         chain.append((current, data, lines))

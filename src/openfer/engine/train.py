@@ -251,11 +251,14 @@ def _resume_path(run_dir: Path, resume: str | bool | None) -> Path | None:
     return path
 
 
+#: Environment variables by which Lightning's launchers (and torchrun, SLURM) mark a process's
+#: rank; a single process has none of them.
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
+
+
 def _launching_process() -> bool:
-    """True in the process a user started (global rank 0 of a multi-process run, which
-    Lightning's launchers mark with these variables; a single process has none of them)."""
-    return all(os.environ.get(name, "0") == "0"
-               for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID"))
+    """True in the process a user started (global rank 0 of a multi-process run)."""
+    return all(os.environ.get(name, "0") == "0" for name in RANK_VARIABLES)
 
 
 def model_from_checkpoint(checkpoint_path: str | Path) -> torch.nn.Module:

@@ -49,16 +49,23 @@ OWN_GRAPH_AFTER = 3    # ...once seen this many times
 BF16_UNITS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}
 
 
+def cpu_capabilities() -> dict:
+    """``torch.cpu.get_capabilities()`` (CPU name and instruction-set features), or ``{}`` where
+    torch cannot tell (an older torch, an unknown CPU)."""
+    capabilities = getattr(torch.cpu, "get_capabilities", None)
+    try:
+        return dict(capabilities()) if capabilities else {}
+    except Exception:
+        return {}
+
+
 def bf16_unit() -> str | None:
     """The CPU's native bfloat16 unit: ``"AMX-BF16"`` (Intel Xeon Sapphire Rapids and later),
     ``"AVX512-BF16"`` (AMD Zen 4 and later, Intel Cooper Lake), or None (bfloat16 would be
-    emulated: AVX2-only and plain AVX-512 CPUs). A unit that ``ONEDNN_MAX_CPU_ISA`` (or
-    ``DNNL_MAX_CPU_ISA``) keeps oneDNN from using does not count: there bf16 is emulated too."""
-    capabilities = getattr(torch.cpu, "get_capabilities", None)
-    try:
-        found = capabilities() if capabilities else {}
-    except Exception:                                   # an unknown CPU: assume none
-        return None
+    emulated: AVX2-only and plain AVX-512 CPUs, and a CPU torch cannot read). A unit that
+    ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``) keeps oneDNN from using does not count:
+    there bf16 is emulated too."""
+    found = cpu_capabilities()
     return next((name for key, name in BF16_UNITS.items()
                  if found.get(key) and _isa_allows(key)), None)
 
