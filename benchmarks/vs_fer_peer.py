@@ -4,7 +4,7 @@ Reports, for both: PublicTest accuracy on FER2013, per-face latency at batch 1 (
 throughput at batch 64, as medians of repeated timings, and the ratios. Not a test.
 
     python benchmarks/vs_fer_peer.py [--model default] [--threads 1] [--backend torch|onnx]
-        [--precision auto|fp32|bf16]
+        [--precision auto|fp32|bf16|int8]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--backend", default="torch", choices=("torch", "onnx"))
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "int8"))
     parser.add_argument("--root", type=Path, default=ROOT)
     parser.add_argument("--repeats", type=int, default=200)
     args = parser.parse_args()

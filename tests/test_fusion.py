@@ -15,8 +15,8 @@ import openfer
 from openfer.data import load_dataset
 from openfer.data.transforms import to_model_input
 from openfer.infer import Recognizer
-from openfer.models.fusion import (MAX_GRAPHS, OWN_GRAPH_AFTER, FusedModel, fuse_for_inference,
-                                   native_bf16)
+from openfer.models.fusion import (MAX_GRAPHS, OWN_GRAPH_AFTER, FusedModel, auto_precision,
+                                   fuse_for_inference)
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +124,9 @@ def test_recognizer_precision_is_checked_and_reported():
         Recognizer("default", detector="none", precision="fp16")
     with pytest.raises(openfer.OpenferError, match="torch backend"):
         Recognizer("default", detector="none", backend="onnx", precision="bf16")
-    auto = Recognizer("default", detector="none")            # its metadata records bf16
+    auto = Recognizer("default", detector="none")        # its metadata records bf16 and int8
     assert auto.meta.bf16["top1_agreement"] >= 0.99
-    assert auto.precision == ("bf16" if native_bf16() else "fp32")
+    assert auto.precision == auto_precision(auto.meta)
     assert isinstance(auto.model, FusedModel)
     unchecked = Recognizer("deep_emotion.fer2013", detector="none")   # bf16 agrees on 94 %
     assert unchecked.meta.bf16 is None and unchecked.precision == "fp32"

@@ -32,11 +32,11 @@ def timed(function: Callable[[], object], repeats: int, warmup: int = 3) -> floa
 
 
 def machine() -> str:
-    from .models.fusion import bf16_unit, cpu_capabilities
+    from .models.fusion import bf16_unit, cpu_capabilities, int8_unit
 
     name = cpu_capabilities().get("cpu_name") or platform.processor() or "CPU"
     return f"{name}, {platform.machine()}, {os.cpu_count()} cores, " \
-        f"native bf16: {bf16_unit() or 'none'}"
+        f"native bf16: {bf16_unit() or 'none'}, int8 dot products: {int8_unit() or 'none'}"
 
 
 def classifier_speed(recognizer, *, batch: int = 64, repeats: int = 200, seed: int = 0) -> dict:

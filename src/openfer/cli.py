@@ -61,10 +61,12 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_precision(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+    parser.add_argument("--precision", default="auto",
+                        choices=("auto", "fp32", "bf16", "int8"),
                         help="torch backend's arithmetic: auto (default: bf16 on CPUs with "
-                             "native bfloat16, AMX-BF16 or AVX512-BF16, for models whose "
-                             "metadata records a bf16 check, fp32 otherwise), fp32 or bf16")
+                             "AMX-BF16, int8 on CPUs with VNNI, bf16 on CPUs with AVX512-BF16, "
+                             "each for models whose metadata records its check against fp32; "
+                             "fp32 otherwise), fp32, bf16 or int8")
 
 
 def resolve_device(name: str) -> str:

@@ -86,7 +86,9 @@ def export_onnx(model: torch.nn.Module, output: str | Path, *, dynamic_batch: bo
     return output
 
 
-def _calibration_inputs(meta, calibration, size: int) -> np.ndarray:
+def calibration_inputs(meta, calibration, size: int) -> np.ndarray:
+    """``size`` faces of ``calibration`` (a :class:`FaceDataset` or a ``uint8`` batch), drawn
+    with a fixed seed, as normalised float input (N, C, H, W)."""
     from .data.transforms import to_model_input
 
     images = calibration.images if hasattr(calibration, "images") else \
@@ -112,7 +114,7 @@ def _quantize_int8(source: Path, target: Path, meta, calibration, size: int) -> 
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
                          reduce_range=True)
         return
-    inputs = _calibration_inputs(meta, calibration, size)
+    inputs = calibration_inputs(meta, calibration, size)
     import onnx
 
     batch_dim = onnx.load(str(source)).graph.input[0].type.tensor_type.shape.dim[0]

@@ -133,10 +133,12 @@ class Recognizer:
     input is one pre-cropped face). ``backend``: ``torch`` or ``onnx`` (onnxruntime; a torch model
     is exported on the fly). ``tta``: average with the mirrored face. ``threads``: CPU
     threads for inference (onnxruntime session; for torch, ``torch.set_num_threads``).
-    ``precision`` (torch backend): ``fp32``, ``bf16`` or ``auto`` (bf16 for a model whose
-    metadata records a bf16 check, ``meta.bf16`` from ``scripts/check_bf16.py``, on a CPU with
-    native bfloat16, AMX-BF16 or AVX512-BF16; fp32 otherwise); ``self.precision`` says which
-    was chosen.
+    ``precision`` (torch backend): ``fp32``, ``bf16``, ``int8`` (a model whose metadata records
+    an int8 calibration, :mod:`openfer.models.quantize`) or ``auto``: bf16 on CPUs with AMX-BF16,
+    int8 on CPUs with VNNI, bf16 on CPUs with AVX512-BF16, each for a model whose metadata
+    records that precision's check against fp32 (``scripts/check_precision.py``); fp32
+    otherwise (:func:`openfer.models.fusion.auto_precision`). ``self.precision`` says which was
+    chosen.
     The torch backend runs normalisation, model and softmax as one traced graph on oneDNN Graph
     (:mod:`openfer.models.fusion`; eagerly where the model cannot be traced, and on GPUs).
     """
@@ -145,7 +147,8 @@ class Recognizer:
                  backend: str = "torch", batch_size: int = 64, tta: bool = False,
                  detector_options: dict | None = None, threads: int | None = None,
                  precision: str = "auto"):
-        from .models.fusion import PRECISIONS, fuse_for_inference, native_bf16
+        from .models.fusion import PRECISIONS, auto_precision, fuse_for_inference
+        from .models.quantize import calibrated_for, quantize
         from .models.registry import load_model
 
         if threads and backend == "torch":
@@ -158,9 +161,9 @@ class Recognizer:
                                f"got {precision!r}")
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" \
             else device
-        if precision == "bf16" and backend == "onnx":
-            raise OpenferError("precision 'bf16' is for the torch backend; for a faster ONNX "
-                               "model export an int8 one (openfer export --quantize int8)")
+        if precision in ("bf16", "int8") and backend == "onnx":
+            raise OpenferError(f"precision {precision!r} is for the torch backend; for a faster "
+                               "ONNX model export an int8 one (openfer export --quantize int8)")
         self.backend, self.batch_size, self.tta = backend, max(1, int(batch_size)), tta
         self.precision: str | None = None            # ONNX: the file's own arithmetic
         if isinstance(model, (str, Path)) and str(model).endswith(".onnx"):
@@ -172,10 +175,16 @@ class Recognizer:
             if backend == "onnx":
                 self.model = _onnx_from_torch(torch_model, threads)
             else:
-                if precision == "auto":      # bf16 where it is native and measured harmless
-                    checked = getattr(torch_model.meta, "bf16", None)
-                    precision = "bf16" if checked and self.device == "cpu" and native_bf16() \
-                        else "fp32"
+                if precision == "auto":    # what is fast here and measured harmless
+                    meta = torch_model.meta
+                    if getattr(meta, "int8", None) and not calibrated_for(torch_model):
+                        meta = meta.replace(int8=None)     # measured on other weights
+                    precision = auto_precision(meta, self.device)
+                if precision == "int8":
+                    if self.device != "cpu":
+                        raise OpenferError("precision 'int8' runs on the CPU (device='cpu'); "
+                                           f"on {self.device} use fp32 or bf16")
+                    torch_model = quantize(torch_model)
                 self.precision = precision
                 self.model = fuse_for_inference(FaceScorer(torch_model), precision)
                 self.model.to(self.device)

@@ -51,7 +51,7 @@ class Ensemble(nn.Module):
                     "classes in the same order")
         self.members = nn.ModuleList(members)
         self.meta = first.replace(architecture="ensemble(" + ", ".join(names) + ")",
-                                  metrics={}, recipe=None, command=None, bf16=None,
+                                  metrics={}, recipe=None, command=None, bf16=None, int8=None,
                                   notes=f"mean of the class probabilities of {len(members)} models")
 
     def train(self, mode: bool = True) -> "Ensemble":

@@ -36,10 +36,13 @@ from typing import Any
 import torch
 from torch import nn
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+#: The input's dtype per precision (int8 models take float input and quantise it themselves).
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32}
 PRECISIONS = tuple(DTYPES)
 TORCH_DIR = os.path.dirname(torch.__file__)
-TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 5e-2}   # trace vs eager, relative to the output
+#: Trace vs eager, relative to the output: an int8 graph may round a value differently from the
+#: eager int8 model (oneDNN's fused float arithmetic before a quantisation step).
+TOLERANCE = {"fp32": 1e-3, "bf16": 5e-2, "int8": 5e-2}
 MAX_GRAPHS = 8         # input shapes (batch sizes) that get a graph of their own...
 OWN_GRAPH_AFTER = 3    # ...once seen this many times
 
@@ -47,6 +50,8 @@ OWN_GRAPH_AFTER = 3    # ...once seen this many times
 #: CPU features that compute bfloat16 products natively, best first, as
 #: ``torch.cpu.get_capabilities()`` names them, and as :func:`bf16_unit` reports them.
 BF16_UNITS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}
+#: CPU features with int8 dot products (VNNI), best first, as :func:`int8_unit` reports them.
+INT8_UNITS = {"avx512_vnni": "AVX512-VNNI", "avx_vnni": "AVX-VNNI"}
 
 
 def cpu_capabilities() -> dict:
@@ -70,6 +75,16 @@ def bf16_unit() -> str | None:
                  if found.get(key) and _isa_allows(key)), None)
 
 
+def int8_unit() -> str | None:
+    """The CPU's int8 dot-product unit: ``"AVX512-VNNI"`` (Intel Cascade Lake and later, AMD
+    Zen 4 and later), ``"AVX-VNNI"`` (Intel Alder Lake and later), or None (AVX2-only and plain
+    AVX-512 CPUs, where int8 products can saturate). ``ONEDNN_MAX_CPU_ISA`` limits it as in
+    :func:`bf16_unit`."""
+    found = cpu_capabilities()
+    return next((name for key, name in INT8_UNITS.items()
+                 if found.get(key) and _isa_allows(key)), None)
+
+
 def _isa_allows(unit: str) -> bool:
     """Whether oneDNN's instruction-set limit (``ONEDNN_MAX_CPU_ISA``, e.g. ``AVX2`` or
     ``AVX512_CORE``, as used to approximate older CPUs) leaves ``unit`` usable."""
@@ -78,6 +93,8 @@ def _isa_allows(unit: str) -> bool:
     if limit in ("ALL", "DEFAULT") or "AMX" in limit:
         return True
     newer_than_bf16 = "BF16" in limit or "FP16" in limit or limit.startswith("AVX10")
+    if unit in INT8_UNITS:
+        return newer_than_bf16 or "VNNI" in limit
     return unit == "avx512_bf16" and newer_than_bf16
 
 
@@ -88,6 +105,22 @@ def native_bf16() -> bool:
     0.55 ms), batch 64 1.9x (977 -> 1,901 faces/s), training 1.75x; where bfloat16 is emulated
     (an AVX2-only EPYC) training was 13x slower."""
     return bf16_unit() is not None
+
+
+def auto_precision(meta, device: str = "cpu") -> str:
+    """What ``precision="auto"`` runs a model in: on a CPU with AMX-BF16, bf16 (measured fastest
+    there) for a model whose metadata records a bf16 check (``meta.bf16``); else int8 on a CPU
+    with VNNI for a model that records an int8 calibration and check (``meta.int8``); else bf16
+    on a CPU with AVX512-BF16; else fp32 (GPUs included: the copy runs eagerly there)."""
+    if device != "cpu":
+        return "fp32"
+    unit = bf16_unit()
+    checked_bf16, checked_int8 = getattr(meta, "bf16", None), getattr(meta, "int8", None)
+    if checked_bf16 and unit == "AMX-BF16":
+        return "bf16"
+    if checked_int8 and int8_unit():
+        return "int8"
+    return "bf16" if checked_bf16 and unit else "fp32"
 
 
 class _onednn_fusion:
@@ -127,7 +160,7 @@ def _tensors(output) -> list[torch.Tensor]:
     return []
 
 
-def _agree(expected, got, dtype: torch.dtype) -> bool:
+def _agree(expected, got, tolerance: float) -> bool:
     a, b = _tensors(expected), _tensors(got)
     if len(a) != len(b):
         return False
@@ -136,7 +169,7 @@ def _agree(expected, got, dtype: torch.dtype) -> bool:
             return False
         if x.is_floating_point():
             x, y = x.float(), y.float()
-            if (x - y).abs().max() > TOLERANCE[dtype] * (1 + x.abs().max()):
+            if (x - y).abs().max() > tolerance * (1 + x.abs().max()):
                 return False
         elif not torch.equal(x, y):
             return False
@@ -153,9 +186,9 @@ class FusedModel(nn.Module):
     graph of its own, traced on a shape's :data:`OWN_GRAPH_AFTER`-th call; others share the
     first graph."""
 
-    def __init__(self, model: nn.Module, dtype: torch.dtype):
+    def __init__(self, model: nn.Module, precision: str):
         super().__init__()
-        self.model, self.dtype = model, dtype
+        self.model, self.precision, self.dtype = model, precision, DTYPES[precision]
         self.meta = getattr(model, "meta", None)
         self.graph: torch.jit.ScriptModule | None = None    # the first, checked graph
         self.onednn = False                      # the graphs run with oneDNN Graph fusion
@@ -203,8 +236,9 @@ class FusedModel(nn.Module):
                     reasons.append(f"{'oneDNN Graph' if onednn else 'TorchScript'} refused it "
                                    f"({type(exc).__name__}: {str(exc).splitlines()[0]})")
                     continue
-                if _agree(expected, got, self.dtype) and \
-                        _agree(expected_probe, got_probe, self.dtype):
+                tolerance = TOLERANCE[self.precision]
+                if _agree(expected, got, tolerance) and \
+                        _agree(expected_probe, got_probe, tolerance):
                     self.graph, self.onednn = graph, onednn
                     self._graphs[tuple(x.shape)] = graph.forward
                     return
@@ -256,12 +290,13 @@ class FusedModel(nn.Module):
 
 
 def fuse_for_inference(model: nn.Module, precision: str = "fp32") -> FusedModel:
-    """An inference-only copy of ``model`` in ``precision`` (``fp32`` or ``bf16``), traced and
-    run by oneDNN Graph on the CPU from its first call. The original model is not changed."""
+    """An inference-only copy of ``model`` in ``precision`` (``fp32`` or ``bf16``; ``int8`` for
+    a model already quantised by :func:`openfer.models.quantize.quantize`), traced and run by
+    oneDNN Graph on the CPU from its first call. The original model is not changed."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-    dtype = DTYPES[precision]
-    copy_ = copy.deepcopy(model).eval().to(dtype).to(memory_format=torch.channels_last)
+    copy_ = copy.deepcopy(model).eval().to(DTYPES[precision]) \
+        .to(memory_format=torch.channels_last)
     for parameter in copy_.parameters():
         parameter.requires_grad_(False)
-    return FusedModel(copy_, dtype)
+    return FusedModel(copy_, precision)

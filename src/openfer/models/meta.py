@@ -42,10 +42,17 @@ class ModelMeta:
     #: Extra outputs beside the class logits (e.g. ("valence", "arousal")).
     extra_outputs: tuple[str, ...] = ()
     notes: str | None = None
-    #: bfloat16 inference measured against fp32 on a test split (``scripts/check_bf16.py``):
+    #: bfloat16 inference measured against fp32 on a test split
+    #: (``scripts/check_precision.py --precision bf16``):
     #: ``{"split", "n", "top1_agreement", "accuracy_fp32", "accuracy_bf16"}``. Only models that
     #: carry it run in bf16 under ``Recognizer(precision="auto")``.
     bf16: dict[str, Any] | None = None
+    #: int8 inference (:mod:`openfer.models.quantize`): the activations' calibrated scales and
+    #: the check against fp32 (``scripts/check_precision.py --precision int8``): ``{"scheme",
+    #: "torch", "faces", "input", "activations", "check": {"split", "n", "top1_agreement",
+    #: "accuracy_fp32", "accuracy_int8"}}``. Only models that carry it run in int8, under
+    #: ``precision="int8"`` or, on CPUs with VNNI, ``"auto"``.
+    int8: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.classes = tuple(e.value for e in emotions_from_names(self.classes))
