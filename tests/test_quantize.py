@@ -138,3 +138,10 @@ def test_the_shipped_models_record_int8_only_where_it_keeps_their_answers():
     assert openfer.load_model("deep_emotion.fer2013").meta.int8 is None
     scales = [s for s, _ in openfer.load_model("default").meta.int8["activations"].values()]
     assert all(np.isfinite(s) and s > 0 for s in scales)
+
+
+def test_int8_asked_for_on_a_cpu_without_vnni_warns(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: AVX2, raising=False)
+    with pytest.warns(RuntimeWarning, match="without VNNI"):
+        rec = Recognizer("default", detector="none", precision="int8")
+    assert rec.precision == "int8"

@@ -17,6 +17,7 @@ result carries ``error`` instead.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -147,7 +148,7 @@ class Recognizer:
                  backend: str = "torch", batch_size: int = 64, tta: bool = False,
                  detector_options: dict | None = None, threads: int | None = None,
                  precision: str = "auto"):
-        from .models.fusion import PRECISIONS, auto_precision, fuse_for_inference
+        from .models.fusion import PRECISIONS, auto_precision, fuse_for_inference, int8_unit
         from .models.quantize import calibrated_for, quantize
         from .models.registry import load_model
 
@@ -184,6 +185,12 @@ class Recognizer:
                     if self.device != "cpu":
                         raise OpenferError("precision 'int8' runs on the CPU (device='cpu'); "
                                            f"on {self.device} use fp32 or bf16")
+                    if int8_unit() is None:
+                        warnings.warn("precision 'int8' on a CPU without VNNI (int8 dot "
+                                      "products): its 16-bit partial sums can saturate and "
+                                      "change answers, and the int8 check in the model's "
+                                      "metadata was measured with VNNI; fp32 is the safe "
+                                      "choice here", RuntimeWarning, stacklevel=2)
                     torch_model = quantize(torch_model)
                 self.precision = precision
                 self.model = fuse_for_inference(FaceScorer(torch_model), precision)
