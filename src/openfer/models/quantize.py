@@ -73,9 +73,14 @@ def _prepare(model: nn.Module, activation_observer) -> tuple[Any, str]:
     return prepared, observer
 
 
-def _observers(prepared) -> dict[str, nn.Module]:
-    return {name: module for name, module in prepared.named_children()
-            if name.startswith("activation_post_process")}
+def _observers(prepared) -> dict[str, list[str]]:
+    """Each activation observer's name, with the names that share it (FX gives max-pooling,
+    flattening and the like the observer of their input): ``{name: [name, *aliases]}``."""
+    groups: dict[int, list[str]] = {}
+    for name, module in prepared.named_modules(remove_duplicate=False):
+        if name.startswith("activation_post_process"):
+            groups.setdefault(id(module), []).append(name)
+    return {names[0]: names for names in groups.values()}
 
 
 def pixel_grid(meta) -> tuple[float, int, float] | None:
@@ -122,8 +127,8 @@ def calibrate(model: nn.Module, inputs: Iterable[torch.Tensor]) -> dict[str, Any
     if not seen:
         raise OpenferError("int8 calibration needs faces; got none")
     activations = {}
-    for name, observer in _observers(prepared).items():
-        scale, zero_point = observer.calculate_qparams()
+    for name in _observers(prepared):
+        scale, zero_point = getattr(prepared, name).calculate_qparams()
         activations[name] = [float(scale), int(zero_point)]
     grid = pixel_grid(model.meta)
     if grid is not None:
@@ -168,17 +173,20 @@ def quantize(model: nn.Module, record: dict[str, Any] | None = None) -> Quantize
                            "these with scripts/check_precision.py --precision int8 --write")
     prepared, input_name = _prepare(model, MinMaxObserver.with_args(reduce_range=False))
     activations = record.get("activations") or {}
-    names = set(_observers(prepared))
-    if names != set(activations) or record.get(INPUT) != input_name:
+    observers = _observers(prepared)
+    if set(observers) != set(activations) or record.get(INPUT) != input_name:
         raise OpenferError(f"{meta.architecture}: the int8 record in its metadata does not fit "
-                           f"the model ({len(activations)} activations recorded, {len(names)} in "
-                           "the model); record it again with scripts/check_precision.py "
-                           "--precision int8 --write")
+                           f"the model ({len(activations)} activations recorded, "
+                           f"{len(observers)} in the model); record it again with "
+                           "scripts/check_precision.py --precision int8 --write")
     for name, (scale, zero_point) in activations.items():
-        setattr(prepared, name, FixedQParamsObserver(float(scale), int(zero_point)))
+        fixed = FixedQParamsObserver(float(scale), int(zero_point))
+        for alias in observers[name]:                   # shared observers stay shared
+            setattr(prepared, alias, fixed)
+    grid = pixel_grid(meta)
+    shift = grid[2] if grid is not None and activations[input_name] == [grid[0], grid[1]] \
+        else 0.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         graph = convert_fx(prepared)
-    grid = pixel_grid(meta)
-    on_grid = grid is not None and activations[input_name] == [grid[0], grid[1]]
-    return QuantizedModel(graph, meta, grid[2] if on_grid else 0.0)
+    return QuantizedModel(graph, meta, shift)
