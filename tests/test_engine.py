@@ -161,6 +161,18 @@ def test_a_run_resumed_in_another_precision_says_so(fer2013_csv, tmp_path, monke
     assert summary["epochs"] == 3 and "precision_before_resume" not in summary
 
 
+def test_training_leaves_the_processs_deterministic_setting_as_it_found_it(fer2013_csv,
+                                                                         tmp_path):
+    """Lightning switches deterministic algorithms on for the whole process; predicting after
+    training in the same process (a notebook) must not run under it."""
+    before = (torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled())
+    train(_recipe(fer2013_csv, "data.limit_train=128", "data.limit_val=64",
+                  "trainer.max_epochs=1"), output_dir=tmp_path)
+    assert (torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled()) == before
+
+
 def test_only_the_launching_process_copies_a_best_checkpoint_that_is_ahead(tmp_path,
                                                                            monkeypatch):
     """When ``best.ckpt`` is ahead of ``last.ckpt`` (a run killed between the two writes),

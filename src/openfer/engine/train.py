@@ -17,6 +17,7 @@ re-executes the command once per process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -160,36 +161,50 @@ def train(recipe: dict, *, output_dir: str | Path | None = None, resume: str | b
     except ImportError:
         pass
     precision = resolve_precision(trainer_cfg["precision"], trainer_cfg["accelerator"])
-    trainer = L.Trainer(
-        max_epochs=int(trainer_cfg["max_epochs"]), accelerator=trainer_cfg["accelerator"],
-        devices=trainer_cfg["devices"], strategy=trainer_cfg["strategy"],
-        num_nodes=int(trainer_cfg["num_nodes"]), precision=precision,
-        # "warn": deterministic kernels wherever they exist; an op without one (CUDA's
-        # adaptive-average-pool backward, say) warns instead of stopping a GPU run.
-        deterministic="warn" if trainer_cfg["deterministic"] else False,
-        plugins=[AtomicCheckpointIO()],
-        callbacks=callbacks, logger=loggers, default_root_dir=run_dir,
-        log_every_n_steps=int(trainer_cfg["log_every_n_steps"]),
-        check_val_every_n_epoch=int(trainer_cfg["check_val_every_n_epoch"]),
-        gradient_clip_val=trainer_cfg["gradient_clip_val"],
-        enable_progress_bar=bool(trainer_cfg["progress_bar"]), num_sanity_val_steps=0,
-        limit_val_batches=None if validate else 0,
-        use_distributed_sampler=False, enable_model_summary=False)
-    if trainer.is_global_zero:
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(run_dir / "recipe.yaml", dump_recipe(recipe))
-        except OSError as exc:
-            raise OpenferError(f"cannot write to the output directory {run_dir}: "
-                               f"{exc.strerror or exc}; choose a writable --output") from None
-    started = time.time()
-    trainer.fit(task, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
-    wall = time.time() - started
-    if not trainer.is_global_zero:
-        return {}
-    return _finish(recipe, run_dir, checkpoints, datamodule, trainer, throughput, wall,
-                   command, ckpt_path, task.meta.crop_fraction,
-                   precision_before_resume=precision_record.before_resume)
+    with _deterministic_setting_restored():     # Lightning sets it for the whole process
+        trainer = L.Trainer(
+            max_epochs=int(trainer_cfg["max_epochs"]), accelerator=trainer_cfg["accelerator"],
+            devices=trainer_cfg["devices"], strategy=trainer_cfg["strategy"],
+            num_nodes=int(trainer_cfg["num_nodes"]), precision=precision,
+            # "warn": deterministic kernels wherever they exist; an op without one (CUDA's
+            # adaptive-average-pool backward, say) warns instead of stopping a GPU run.
+            deterministic="warn" if trainer_cfg["deterministic"] else False,
+            plugins=[AtomicCheckpointIO()],
+            callbacks=callbacks, logger=loggers, default_root_dir=run_dir,
+            log_every_n_steps=int(trainer_cfg["log_every_n_steps"]),
+            check_val_every_n_epoch=int(trainer_cfg["check_val_every_n_epoch"]),
+            gradient_clip_val=trainer_cfg["gradient_clip_val"],
+            enable_progress_bar=bool(trainer_cfg["progress_bar"]), num_sanity_val_steps=0,
+            limit_val_batches=None if validate else 0,
+            use_distributed_sampler=False, enable_model_summary=False)
+        if trainer.is_global_zero:
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(run_dir / "recipe.yaml", dump_recipe(recipe))
+            except OSError as exc:
+                raise OpenferError(f"cannot write to the output directory {run_dir}: "
+                                   f"{exc.strerror or exc}; choose a writable --output") from None
+        started = time.time()
+        trainer.fit(task, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        wall = time.time() - started
+        if not trainer.is_global_zero:
+            return {}
+        return _finish(recipe, run_dir, checkpoints, datamodule, trainer, throughput, wall,
+                       command, ckpt_path, task.meta.crop_fraction,
+                       precision_before_resume=precision_record.before_resume)
+
+
+@contextlib.contextmanager
+def _deterministic_setting_restored():
+    """``torch.use_deterministic_algorithms`` as it was before training, once training ends: a
+    process that trains and then predicts (a notebook, the test suite) does not run inference
+    under the trainer's setting (under it, int8 kernels warn on every call)."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
 def resolve_precision(precision, accelerator) -> str:
