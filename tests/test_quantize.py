@@ -145,3 +145,22 @@ def test_int8_asked_for_on_a_cpu_without_vnni_warns(monkeypatch):
     with pytest.warns(RuntimeWarning, match="without VNNI"):
         rec = Recognizer("default", detector="none", precision="int8")
     assert rec.precision == "int8"
+
+
+def test_openfer_eval_measures_the_precision_inference_runs_in(fer2013_csv, capsys):
+    """``openfer eval --precision int8`` gives the accuracy recorded by the int8 check (both
+    on all of PublicTest); the default stays the eager fp32 reference."""
+    import json
+
+    from openfer.cli import main
+
+    base = ["eval", "--model", "default", "--dataset", "fer2013", "--root", str(fer2013_csv),
+            "--split", "PublicTest", "--json"]
+    reports = {}
+    for precision in ("int8", None):
+        assert main(base + (["--precision", precision] if precision else [])) == 0
+        reports[precision] = json.loads(capsys.readouterr().out)
+    check = openfer.load_model("default").meta.int8["check"]
+    assert reports["int8"]["precision"] == "int8" and reports[None]["precision"] == "fp32"
+    assert abs(reports["int8"]["accuracy"] - check["accuracy_int8"]) <= 0.002
+    assert abs(reports[None]["accuracy"] - check["accuracy_fp32"]) <= 0.0005

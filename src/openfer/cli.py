@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tta", action="store_true",
                           help="test-time augmentation: average with the mirrored face")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--precision", default="fp32",
+                          choices=("fp32", "bf16", "int8", "auto"),
+                          help="arithmetic of the class scores: fp32 (default: the model as "
+                               "trained, eagerly), or what inference runs: bf16, int8, or auto "
+                               "(as openfer predict chooses on this machine)")
     _add_device(evaluate)
 
     predict = commands.add_parser("predict", help="recognise expressions in photos, folders, "
@@ -355,7 +360,7 @@ def cmd_eval(args) -> int:
     dataset.require_labels()
     print("\n".join(dataset.notes()), file=sys.stderr)
     report = evaluate(model, dataset, batch_size=args.batch_size, device=device,
-                      tta_flip=args.tta)
+                      tta_flip=args.tta, precision=args.precision)
     report["split"] = args.split
     report["model_file"] = args.model[0] if len(args.model) == 1 else args.model
     if args.json:

@@ -115,12 +115,16 @@ def class_logits(output) -> torch.Tensor:
 
 
 def evaluate(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 256,
-             device: str | torch.device = "cpu", tta_flip: bool = False) -> dict:
+             device: str | torch.device = "cpu", tta_flip: bool = False,
+             precision: str = "fp32") -> dict:
     """Metrics of ``model`` on ``dataset`` (see :func:`openfer.metrics.classification_report`).
 
     A multi-task model's extra heads are reported under ``heads`` (:func:`head_reports`). The
     report's ``classes`` are the model's classes followed by any data-set class the model
-    lacks; ``dataset`` and ``model`` name the two.
+    lacks; ``dataset`` and ``model`` name the two. ``precision``: ``fp32`` (the model as it is,
+    eagerly: the reference) or, for the class probabilities, the arithmetic inference runs in
+    (``bf16``, ``int8``, or ``auto`` as :class:`openfer.infer.Recognizer` chooses it; the fused
+    graph of :mod:`openfer.models.fusion`); the report says which ran.
     """
     dataset = getattr(dataset, "dataset", dataset)        # a training wrapper's data set
     dataset.require_labels()
@@ -131,13 +135,23 @@ def evaluate(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 
     y_true = np.array([position[data_classes[i]] for i in dataset.labels], dtype=np.int64)
     if len(dataset) == 0:
         raise OpenferError(f"{dataset.name} has no samples to evaluate")
-    probs = predict_probabilities(model, dataset, batch_size=batch_size, device=device,
+    scorer = model
+    if precision != "fp32":
+        from .models.fusion import PRECISIONS, for_precision, fuse_for_inference
+
+        if precision not in ("auto", *PRECISIONS):
+            raise OpenferError(f"precision must be 'auto' or one of {', '.join(PRECISIONS)}; "
+                               f"got {precision!r}")
+        reduced, precision = for_precision(model, precision, torch.device(device).type)
+        scorer = fuse_for_inference(reduced, precision) if precision != "fp32" else model
+    probs = predict_probabilities(scorer, dataset, batch_size=batch_size, device=device,
                                   tta_flip=tta_flip)
     y_pred = probs.argmax(1)
     report = classification_report(y_true, y_pred, classes)
     report["dataset"] = dataset.name
     report["model"] = model.meta.architecture
     report["tta_flip"] = tta_flip
+    report["precision"] = precision
     heads = head_reports(model, dataset, batch_size=batch_size, device=device)
     if heads:
         report["heads"] = heads

@@ -17,7 +17,6 @@ result carries ``error`` instead.
 from __future__ import annotations
 
 import contextlib
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -148,8 +147,7 @@ class Recognizer:
                  backend: str = "torch", batch_size: int = 64, tta: bool = False,
                  detector_options: dict | None = None, threads: int | None = None,
                  precision: str = "auto"):
-        from .models.fusion import PRECISIONS, auto_precision, fuse_for_inference, int8_unit
-        from .models.quantize import calibrated_for, quantize
+        from .models.fusion import PRECISIONS, for_precision, fuse_for_inference
         from .models.registry import load_model
 
         if threads and backend == "torch":
@@ -176,22 +174,7 @@ class Recognizer:
             if backend == "onnx":
                 self.model = _onnx_from_torch(torch_model, threads)
             else:
-                if precision == "auto":    # what is fast here and measured harmless
-                    meta = torch_model.meta
-                    if getattr(meta, "int8", None) and not calibrated_for(torch_model):
-                        meta = meta.replace(int8=None)     # measured on other weights
-                    precision = auto_precision(meta, self.device)
-                if precision == "int8":
-                    if self.device != "cpu":
-                        raise OpenferError("precision 'int8' runs on the CPU (device='cpu'); "
-                                           f"on {self.device} use fp32 or bf16")
-                    if int8_unit() is None:
-                        warnings.warn("precision 'int8' on a CPU without VNNI (int8 dot "
-                                      "products): its 16-bit partial sums can saturate and "
-                                      "change answers, and the int8 check in the model's "
-                                      "metadata was measured with VNNI; fp32 is the safe "
-                                      "choice here", RuntimeWarning, stacklevel=2)
-                    torch_model = quantize(torch_model)
+                torch_model, precision = for_precision(torch_model, precision, self.device)
                 self.precision = precision
                 self.model = fuse_for_inference(FaceScorer(torch_model), precision)
                 self.model.to(self.device)

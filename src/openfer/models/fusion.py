@@ -143,6 +143,33 @@ def _warm_allocator() -> None:
         del block                                       # freed: glibc raises its thresholds
 
 
+def for_precision(model: nn.Module, precision: str, device: str = "cpu"
+                  ) -> tuple[nn.Module, str]:
+    """The model to fuse, and the precision to fuse it in, for ``precision`` on ``device``:
+    ``auto`` resolved by :func:`auto_precision` (an int8 calibration counts only for the weights
+    it was measured on); for int8 the quantised model (:func:`openfer.models.quantize.quantize`,
+    CPU only; a warning on a CPU without VNNI)."""
+    from ..errors import OpenferError
+    from .quantize import calibrated_for, quantize
+
+    if precision == "auto":                 # what is fast here and measured harmless
+        meta = model.meta
+        if getattr(meta, "int8", None) and not calibrated_for(model):
+            meta = meta.replace(int8=None)                 # measured on other weights
+        precision = auto_precision(meta, device)
+    if precision != "int8":
+        return model, precision
+    if device != "cpu":
+        raise OpenferError(f"precision 'int8' runs on the CPU (device='cpu'); on {device} use "
+                           "fp32 or bf16")
+    if int8_unit() is None:
+        warnings.warn("precision 'int8' on a CPU without VNNI (int8 dot products): its 16-bit "
+                      "partial sums can saturate and change answers, and the int8 check in the "
+                      "model's metadata was measured with VNNI; fp32 is the safe choice here",
+                      RuntimeWarning, stacklevel=3)
+    return quantize(model), precision
+
+
 class _onednn_fusion:
     """PyTorch's process-wide oneDNN Graph switch, on (or off) for one call, then as it was.
     A class rather than ``contextlib``: it runs on every batch-1 call."""
