@@ -1,4 +1,4 @@
-"""Fast CPU inference: the model traced once and run by oneDNN Graph, in fp32 or bfloat16.
+"""Fast CPU inference: the model traced once and run by oneDNN Graph, in fp32, bfloat16 or int8.
 
 :func:`fuse_for_inference` returns an inference-only copy of a model. On the CPU its first call
 traces it (``torch.jit.trace``) and freezes it (weights become constants, batch-norms fold into
@@ -8,8 +8,9 @@ partitions with their weights in oneDNN's own layout, on channels-last activatio
 tenth of eager mode's per-layer overhead. With ``precision="bf16"`` weights and activations are
 bfloat16: on CPUs that compute bfloat16 natively (Intel AMX, Xeon Sapphire Rapids and later;
 AVX512-BF16, AMD Zen 4 and later: :func:`native_bf16`) that is 2-7 times faster again;
-elsewhere oneDNN emulates it, and fp32 is the better choice (``Recognizer(precision="auto")``
-decides so).
+elsewhere oneDNN emulates it, and fp32 is the better choice. With ``precision="int8"`` the copy
+is a model quantised beforehand (:mod:`openfer.models.quantize`, int8 convolutions on CPUs with
+VNNI). :func:`auto_precision` picks among them (``Recognizer(precision="auto")``).
 
 The traced graph is checked against the eager model on that first input (and one more face, so
 that the batch size differs); a model that cannot be traced, that turns a tensor into a Python
@@ -132,10 +133,10 @@ def _warm_allocator() -> None:
     threshold (128 KiB at start) with fresh ``mmap`` pages, and raises the threshold (and the
     heap-trimming one, to twice it) to the size of the largest such block freed; a process whose
     first batches were small keeps returning and re-faulting a batch-64's buffers on every
-    call. Measured, int8 default, 1 thread, batch 64 after a first batch-1 call: 2,750-2,950
-    faces/s, against 3,600-3,700 after this (or after a first batch of 256, or with the
-    ``MALLOC_*`` settings the project trains with). bf16 was not affected. Other allocators
-    (not glibc) are unaffected by it; it costs 24 MiB of address space once."""
+    call. Measured, int8 default, 1 thread, batch 64 after a first batch-1 call: 2,740-2,950
+    faces/s, 3,720-3,850 after this (3,560-3,770 after a first batch of 256; 3,610-3,680 with
+    the ``MALLOC_*`` settings the project trains with). bf16 was not affected. Other allocators
+    (not glibc) are unaffected by it; it costs 24 MiB of address space, once."""
     global _ALLOCATOR_WARMED
     if not _ALLOCATOR_WARMED:
         _ALLOCATOR_WARMED = True

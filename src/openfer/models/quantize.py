@@ -24,7 +24,8 @@ calibrated input scale instead.
 Speed comes from the CPU's int8 dot-product instructions (VNNI: AVX512-VNNI, Intel Cascade
 Lake and later, AMD Zen 4 and later; AVX-VNNI, Intel Alder Lake and later): measured on an AMD
 EPYC with AVX512-VNNI, 1 thread, distilled FERNet-M through the fused graph, 0.35 ms per face at
-batch 1 and 3,870 faces/s at batch 64, against 0.52 ms and 1,950 in bf16. Without VNNI the
+batch 1 and 3,720-3,750 faces/s at batch 64, against 0.52 ms and 2,044 in bf16 in the same hour
+(benchmarks/results/README.md). Without VNNI the
 products go through ``vpmaddubsw``, whose 16-bit sums can saturate: ``precision="auto"`` does
 not take int8 there. ``torch.ao.quantization``'s FX mode is what torch < 2.14 (openfer's pin)
 runs without a compiler; its successor (PT2E) needs ``torch.compile``.
