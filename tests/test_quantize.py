@@ -92,9 +92,10 @@ def test_the_original_model_is_left_as_it_was():
                if "Conv" in type(m).__name__)
 
 
-AMX = {"amx_bf16": True, "avx512_bf16": True, "avx512_vnni": True}      # Intel Xeon SPR
-ZEN = {"avx512_bf16": True, "avx512_vnni": True, "avx_vnni": True}       # AMD EPYC Zen 4/5
-CASCADE = {"avx512_f": True, "avx512_vnni": True}                        # Intel Cascade Lake
+AVX512 = {"avx2": True, "avx512_f": True}                                # Intel Skylake-SP
+AMX = {**AVX512, "amx_bf16": True, "avx512_bf16": True, "avx512_vnni": True}   # Xeon SPR
+ZEN = {**AVX512, "avx512_bf16": True, "avx512_vnni": True, "avx_vnni": True}   # EPYC Zen 4/5
+CASCADE = {**AVX512, "avx512_vnni": True}                                # Intel Cascade Lake
 ALDER = {"avx2": True, "avx_vnni": True}                                 # Intel Alder Lake
 AVX2 = {"avx2": True}                                                    # AVX2-only EPYC
 
@@ -105,7 +106,9 @@ AVX2 = {"avx2": True}                                                    # AVX2-
     (ZEN, True, False, "cpu", "bf16"),       # FERNet-S: its int8 agreement is under 99 %
     (CASCADE, True, True, "cpu", "int8"),
     (ALDER, True, True, "cpu", "int8"),
-    (AVX2, True, True, "cpu", "fp32"),       # int8 sums can saturate, bf16 is emulated
+    (AVX2, True, True, "cpu", "int8"),       # 16-bit sums, yet 99.19 % kept, 2x fp32's speed
+    (AVX2, True, False, "cpu", "fp32"),      # bf16 is emulated there
+    (AVX512, True, True, "cpu", "fp32"),     # 16-bit sums saturate: 91.25 % kept
     (ZEN, False, False, "cpu", "fp32"),      # Deep-Emotion: nothing checked
     (ZEN, True, True, "cuda", "fp32"),
 ])
@@ -122,7 +125,8 @@ def test_auto_takes_what_the_cpu_computes_natively_and_the_model_has_checked(
 
 @pytest.mark.parametrize("limit, unit", [
     ("ALL", "AVX512-VNNI"), ("AVX512_CORE_VNNI", "AVX512-VNNI"),
-    ("AVX512_CORE_BF16", "AVX512-VNNI"), ("AVX512_CORE", None), ("AVX2", None)])
+    ("AVX512_CORE_BF16", "AVX512-VNNI"), ("AVX512_CORE", None), ("AVX2_VNNI", "AVX-VNNI"),
+    ("AVX2", "AVX2"), ("AVX", None)])
 def test_onednns_isa_limit_also_limits_the_int8_unit(monkeypatch, limit, unit):
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: ZEN, raising=False)
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
@@ -140,9 +144,10 @@ def test_the_shipped_models_record_int8_only_where_it_keeps_their_answers():
     assert all(np.isfinite(s) and s > 0 for s in scales)
 
 
-def test_int8_asked_for_on_a_cpu_without_vnni_warns(monkeypatch):
-    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: AVX2, raising=False)
-    with pytest.warns(RuntimeWarning, match="without VNNI"):
+def test_int8_asked_for_where_its_kernels_saturate_warns(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: AVX512, raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    with pytest.warns(RuntimeWarning, match="AVX-512 without VNNI"):
         rec = Recognizer("default", detector="none", precision="int8")
     assert rec.precision == "int8"
 
@@ -164,3 +169,30 @@ def test_openfer_eval_measures_the_precision_inference_runs_in(fer2013_csv, caps
     assert reports["int8"]["precision"] == "int8" and reports[None]["precision"] == "fp32"
     assert abs(reports["int8"]["accuracy"] - check["accuracy_int8"]) <= 0.002
     assert abs(reports[None]["accuracy"] - check["accuracy_fp32"]) <= 0.0005
+
+
+AGREEMENT_UNDER_ISA_LIMIT = """
+import sys, numpy as np, openfer
+from openfer.data import load_dataset
+from openfer.infer import Recognizer
+faces = load_dataset("fer2013", sys.argv[1], "PublicTest").images[:1000].permute(0, 2, 3, 1)
+faces = faces.numpy()
+top = [Recognizer("default", detector="none", precision=p).classify(faces).argmax(1)
+       for p in ("fp32", "int8")]
+print((top[0] == top[1]).mean())
+"""
+
+
+@pytest.mark.skipif(not fusion.cpu_capabilities().get("avx2"), reason="needs an x86 CPU with AVX2")
+def test_int8_keeps_the_answers_with_onednn_limited_to_avx2(fer2013_csv):
+    """Without VNNI, oneDNN sums int8 products in 16 bits; limited to AVX2 (what an AVX2-only
+    CPU runs) the default still keeps its top labels (measured: 99.19 % of PublicTest), which
+    is why ``auto`` takes int8 there."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", AGREEMENT_UNDER_ISA_LIMIT,
+                          str(fer2013_csv)], env=env, capture_output=True, text=True, check=True)
+    assert float(out.stdout.strip().splitlines()[-1]) >= 0.985

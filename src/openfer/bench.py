@@ -36,7 +36,7 @@ def machine() -> str:
 
     name = cpu_capabilities().get("cpu_name") or platform.processor() or "CPU"
     return f"{name}, {platform.machine()}, {os.cpu_count()} cores, " \
-        f"native bf16: {bf16_unit() or 'none'}, int8 dot products: {int8_unit() or 'none'}"
+        f"native bf16: {bf16_unit() or 'none'}, int8 kernels: {int8_unit() or 'none'}"
 
 
 def classifier_speed(recognizer, *, batch: int = 64, repeats: int = 200, seed: int = 0) -> dict:

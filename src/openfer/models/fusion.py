@@ -77,25 +77,44 @@ def bf16_unit() -> str | None:
 
 
 def int8_unit() -> str | None:
-    """The CPU's int8 dot-product unit: ``"AVX512-VNNI"`` (Intel Cascade Lake and later, AMD
-    Zen 4 and later), ``"AVX-VNNI"`` (Intel Alder Lake and later), or None (AVX2-only and plain
-    AVX-512 CPUs, where int8 products can saturate). ``ONEDNN_MAX_CPU_ISA`` limits it as in
-    :func:`bf16_unit`."""
+    """The instructions of the int8 kernels oneDNN runs here, where they keep a model's answers:
+    ``"AVX512-VNNI"`` (Intel Cascade Lake and later, AMD Zen 4 and later) or ``"AVX-VNNI"``
+    (Intel Alder Lake and later), int8 dot products; ``"AVX2"`` (no VNNI, no AVX-512: products
+    summed in 16 bits by ``vpmaddubsw``, yet measured to keep 99.19 % of the default's top
+    labels, 2x fp32's speed); None on AVX-512 CPUs without VNNI (Intel Skylake-SP: measured
+    91.25 %, the 16-bit sums saturate) and where torch cannot tell. ``ONEDNN_MAX_CPU_ISA``
+    limits it as in :func:`bf16_unit` (measurements: benchmarks/results/README.md)."""
     found = cpu_capabilities()
-    return next((name for key, name in INT8_UNITS.items()
+    vnni = next((name for key, name in INT8_UNITS.items()
                  if found.get(key) and _isa_allows(key)), None)
+    if vnni:
+        return vnni
+    limit = _isa_limit()
+    avx512 = found.get("avx512_f") and (limit in ("ALL", "DEFAULT") or limit.startswith("AVX512")
+                                         or "AMX" in limit or limit.startswith("AVX10"))
+    avx2 = found.get("avx2") and (limit in ("ALL", "DEFAULT") or limit.startswith("AVX2")
+                                  or avx512)
+    return "AVX2" if avx2 and not avx512 else None
+
+
+def _isa_limit() -> str:
+    """oneDNN's instruction-set limit (``ONEDNN_MAX_CPU_ISA`` or ``DNNL_MAX_CPU_ISA``), upper
+    case; ``ALL`` when none is set."""
+    return (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+            or "ALL").upper()
 
 
 def _isa_allows(unit: str) -> bool:
     """Whether oneDNN's instruction-set limit (``ONEDNN_MAX_CPU_ISA``, e.g. ``AVX2`` or
     ``AVX512_CORE``, as used to approximate older CPUs) leaves ``unit`` usable."""
-    limit = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
-             or "ALL").upper()
+    limit = _isa_limit()
     if limit in ("ALL", "DEFAULT") or "AMX" in limit:
         return True
     newer_than_bf16 = "BF16" in limit or "FP16" in limit or limit.startswith("AVX10")
-    if unit in INT8_UNITS:
-        return newer_than_bf16 or "VNNI" in limit
+    if unit == "avx512_vnni":                  # AVX512_CORE_VNNI and later AVX-512 levels
+        return newer_than_bf16 or limit.startswith("AVX512_CORE_VNNI")
+    if unit == "avx_vnni":                     # AVX2_VNNI, AVX2_VNNI_2
+        return limit.startswith("AVX2_VNNI") or newer_than_bf16
     return unit == "avx512_bf16" and newer_than_bf16
 
 
@@ -110,9 +129,10 @@ def native_bf16() -> bool:
 
 def auto_precision(meta, device: str = "cpu") -> str:
     """What ``precision="auto"`` runs a model in: on a CPU with AMX-BF16, bf16 (measured fastest
-    there) for a model whose metadata records a bf16 check (``meta.bf16``); else int8 on a CPU
-    with VNNI for a model that records an int8 calibration and check (``meta.int8``); else bf16
-    on a CPU with AVX512-BF16; else fp32 (GPUs included: the copy runs eagerly there)."""
+    there) for a model whose metadata records a bf16 check (``meta.bf16``); else int8 where
+    oneDNN's int8 kernels keep the answers (:func:`int8_unit`: VNNI, or AVX2) for a model that
+    records an int8 calibration and check (``meta.int8``); else bf16 on a CPU with AVX512-BF16;
+    else fp32 (GPUs included: the copy runs eagerly there)."""
     if device != "cpu":
         return "fp32"
     unit = bf16_unit()
@@ -164,10 +184,10 @@ def for_precision(model: nn.Module, precision: str, device: str = "cpu"
         raise OpenferError(f"precision 'int8' runs on the CPU (device='cpu'); on {device} use "
                            "fp32 or bf16")
     if int8_unit() is None:
-        warnings.warn("precision 'int8' on a CPU without VNNI (int8 dot products): its 16-bit "
-                      "partial sums can saturate and change answers, and the int8 check in the "
-                      "model's metadata was measured with VNNI; fp32 is the safe choice here",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn("precision 'int8' on a CPU whose int8 kernels change answers (AVX-512 "
+                      "without VNNI: their 16-bit partial sums saturate; measured, the default "
+                      "kept 91 % of its top labels) or that torch cannot identify; fp32 is the "
+                      "safe choice here", RuntimeWarning, stacklevel=3)
     return quantize(model), precision
 
 

@@ -25,14 +25,18 @@ Speed comes from the CPU's int8 dot-product instructions (VNNI: AVX512-VNNI, Int
 Lake and later, AMD Zen 4 and later; AVX-VNNI, Intel Alder Lake and later): measured on an AMD
 EPYC with AVX512-VNNI, 1 thread, distilled FERNet-M through the fused graph, 0.35 ms per face at
 batch 1 and 3,720-3,750 faces/s at batch 64, against 0.52 ms and 2,044 in bf16 in the same hour
-(benchmarks/results/README.md). Without VNNI the
-products go through ``vpmaddubsw``, whose 16-bit sums can saturate: ``precision="auto"`` does
-not take int8 there. ``torch.ao.quantization``'s FX mode is what torch < 2.14 (openfer's pin)
-runs without a compiler; its successor (PT2E) needs ``torch.compile``.
+(benchmarks/results/README.md). Without VNNI the products are summed in 16 bits
+(``vpmaddubsw``): with oneDNN limited to AVX2 the default still kept 99.19 % of its top labels
+(and ran 2x as fast as in fp32), limited to AVX-512 without VNNI only 91.25 % (saturation), so
+``precision="auto"`` takes int8 on VNNI and AVX2-only CPUs, not on AVX-512 ones without VNNI
+(:func:`openfer.models.fusion.int8_unit`). ``torch.ao.quantization``'s FX mode is what
+torch < 2.14 (openfer's pin) runs without a compiler; its successor (PT2E) needs
+``torch.compile``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import warnings
@@ -187,7 +191,22 @@ def quantize(model: nn.Module, record: dict[str, Any] | None = None) -> Quantize
     grid = pixel_grid(meta)
     shift = grid[2] if grid is not None and activations[input_name] == [grid[0], grid[1]] \
         else 0.0
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _onednn_engine():
         warnings.simplefilter("ignore")
         graph = convert_fx(prepared)
     return QuantizedModel(graph, meta, shift)
+
+
+@contextlib.contextmanager
+def _onednn_engine():
+    """Pack the int8 weights for oneDNN (where this torch has it): its kernels are the ones the
+    instruction-set checks of :func:`openfer.models.fusion.int8_unit` were measured on (the
+    default ``x86`` engine may hand a layer to FBGEMM, which ignores ``ONEDNN_MAX_CPU_ISA``).
+    The engine is process-wide: it is restored at once; packed weights keep their kernels."""
+    previous = torch.backends.quantized.engine
+    if "onednn" in torch.backends.quantized.supported_engines:
+        torch.backends.quantized.engine = "onednn"
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = previous
