@@ -138,12 +138,10 @@ def calibrate(model: nn.Module, inputs: Iterable[torch.Tensor]) -> dict[str, Any
     grid = pixel_grid(model.meta)
     if grid is not None:
         activations[input_name] = [grid[0], grid[1]]
-    return {"scheme": "FX static: weights int8 per channel (symmetric), activations uint8 per "
-                      "tensor (histogram); input on the pixel grid" if grid else
-                      "FX static: weights int8 per channel (symmetric), activations uint8 per "
-                      "tensor (histogram)",
-            "torch": torch.__version__.split("+")[0], "weights": weights_fingerprint(model),
-            "faces": seen, INPUT: input_name,
+    scheme = "FX static: weights int8 per channel (symmetric), activations uint8 per tensor " \
+        "(histogram)" + ("; input on the pixel grid" if grid else "")
+    return {"scheme": scheme, "torch": torch.__version__.split("+")[0],
+            "weights": weights_fingerprint(model), "faces": seen, INPUT: input_name,
             "activations": activations}
 
 
