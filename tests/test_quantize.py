@@ -17,11 +17,19 @@ from openfer.models import fusion
 from openfer.models.quantize import calibrate, pixel_grid, quantize
 
 
+#: Where oneDNN's int8 kernels change answers (AVX-512 without VNNI, an unknown CPU), ``auto``
+#: never runs int8, and answers measured elsewhere are not expected.
+int8_keeps_answers = pytest.mark.skipif(
+    fusion.int8_unit() is None, reason="int8 kernels saturate on this CPU (AVX-512 without "
+    "VNNI) or torch cannot identify it: precision='auto' does not take int8 here")
+
+
 @pytest.fixture(scope="module")
 def publictest(fer2013_csv):
     return load_dataset("fer2013", fer2013_csv, "PublicTest")
 
 
+@int8_keeps_answers
 def test_the_default_keeps_its_top_label_and_accuracy_in_int8(publictest):
     """Measured on all 3,589 PublicTest faces when recorded: 99.14 % agreement, 69.94 -> 69.96 %
     (meta.int8.check); here on 1,000 faces through the Recognizer, as users run it."""
@@ -47,6 +55,7 @@ def test_every_8_bit_pixel_is_one_int8_level_of_the_input():
     assert abs(shift) == pytest.approx(0.5 * scale)               # 255 * 0.5 = 127.5 -> 128
 
 
+@int8_keeps_answers
 def test_a_calibration_survives_the_weight_file_and_rebuilds_the_same_int8_model(
         publictest, tmp_path):
     model = openfer.load_model("fernet_s.fer2013")
@@ -152,6 +161,7 @@ def test_int8_asked_for_where_its_kernels_saturate_warns(monkeypatch):
     assert rec.precision == "int8"
 
 
+@int8_keeps_answers
 def test_openfer_eval_measures_the_precision_inference_runs_in(fer2013_csv, capsys):
     """``openfer eval --precision int8`` gives the accuracy recorded by the int8 check (both
     on all of PublicTest); the default stays the eager fp32 reference."""
