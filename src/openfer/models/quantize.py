@@ -24,8 +24,8 @@ calibrated input scale instead.
 Speed comes from the CPU's int8 dot-product instructions (VNNI: AVX512-VNNI, Intel Cascade
 Lake and later, AMD Zen 4 and later; AVX-VNNI, Intel Alder Lake and later): measured on an AMD
 EPYC with AVX512-VNNI, 1 thread, distilled FERNet-M through the fused graph, 0.35 ms per face at
-batch 1 and 3,720-3,750 faces/s at batch 64, against 0.52 ms and 2,044 in bf16 in the same hour
-(benchmarks/results/README.md). Without VNNI the products are summed in 16 bits
+batch 1 and 3,500-3,750 faces/s at batch 64, against 0.52 ms and 1,977-2,044 in bf16 in the same
+hours (benchmarks/results/README.md). Without VNNI the products are summed in 16 bits
 (``vpmaddubsw``): with oneDNN limited to AVX2 the default still kept 99.19 % of its top labels
 (and ran 2x as fast as in fp32), limited to AVX-512 without VNNI only 91.25 % (saturation), so
 ``precision="auto"`` takes int8 on VNNI and AVX2-only CPUs, not on AVX-512 ones without VNNI
