@@ -20,7 +20,6 @@ import asyncio
 import io
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -135,7 +134,7 @@ def run(workload: str, payloads: list[bytes], max_batch: int, args) -> dict:
     command = [sys.executable, "-m", "openfer", "serve", "--port", str(port), "--max-batch",
                str(max_batch), "--max-queue", str(args.clients * 2), "--detect-threads",
                str(args.detect_threads), "--model", args.model, "--device", "cpu",
-               "--backend", args.backend]
+               "--backend", args.backend, "--precision", args.precision]
     if (SHARED / "weights" / "yunet.onnx").is_file():
         command += ["--detector", "yunet", "--yunet", str(SHARED / "weights" / "yunet.onnx")]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
@@ -174,14 +173,18 @@ def main(argv=None) -> int:
     parser.add_argument("--workloads", default="faces,photos")
     parser.add_argument("--model", default="default")
     parser.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "int8"),
+                        help="the torch backend's arithmetic (openfer serve --precision)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the server")
     parser.add_argument("--detect-threads", type=int, default=2)
     parser.add_argument("--out", help="write the JSON report here")
     args = parser.parse_args(argv)
 
-    report = {"machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "clients": args.clients, "requests": args.requests, "model": args.model,
-              "backend": args.backend, "workloads": {}}
+    from openfer.bench import machine
+
+    report = {"machine": machine(), "clients": args.clients, "requests": args.requests,
+              "model": args.model, "backend": args.backend, "precision": args.precision,
+              "workloads": {}}
     for workload in args.workloads.split(","):
         payloads = _faces(args.requests) if workload == "faces" else \
             [(SHARED / "data" / "photos" / "group6.jpg").read_bytes()]
