@@ -206,3 +206,19 @@ def test_int8_keeps_the_answers_with_onednn_limited_to_avx2(fer2013_csv):
     out = subprocess.run([sys.executable, "-W", "ignore", "-c", AGREEMENT_UNDER_ISA_LIMIT,
                           str(fer2013_csv)], env=env, capture_output=True, text=True, check=True)
     assert float(out.stdout.strip().splitlines()[-1]) >= 0.985
+
+
+def test_auto_falls_back_with_a_warning_when_int8_cannot_be_built(monkeypatch):
+    import openfer.models.quantize as quantize_module
+
+    def broken(model, record=None):
+        raise RuntimeError("no FX quantisation in this torch")
+
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: ZEN, raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr(quantize_module, "quantize", broken)
+    with pytest.warns(RuntimeWarning, match="int8 unavailable"):
+        rec = Recognizer("default", detector="none")
+    assert rec.precision == "bf16"                     # the next choice on this CPU
+    with pytest.raises(RuntimeError, match="no FX"):   # asked for: the error itself
+        Recognizer("default", detector="none", precision="int8")

@@ -178,6 +178,15 @@ def for_precision(model: nn.Module, precision: str, device: str = "cpu"
         if getattr(meta, "int8", None) and not calibrated_for(model):
             meta = meta.replace(int8=None)                 # measured on other weights
         precision = auto_precision(meta, device)
+        if precision == "int8":
+            try:
+                return quantize(model), precision
+            except Exception as exc:        # auto never fails where another precision runs
+                fallback = auto_precision(meta.replace(int8=None), device)
+                warnings.warn(f"{meta.architecture}: int8 unavailable ({type(exc).__name__}: "
+                              f"{exc}); running in {fallback} instead", RuntimeWarning,
+                              stacklevel=3)
+                return model, fallback
     if precision != "int8":
         return model, precision
     if device != "cpu":
