@@ -1,6 +1,7 @@
 """int8 CPU inference (openfer.models.quantize): the shipped default carries its calibration and
 keeps its answers in int8; the input is quantised on the pixel grid; a model without a fitting
-record is refused with what to do; ``auto`` takes int8 only on CPUs with VNNI."""
+record is refused with what to do; ``auto`` takes int8 only where oneDNN's int8 kernels keep the
+answers (VNNI, or AVX2 alone; not AVX-512 without VNNI, where they saturate)."""
 
 from __future__ import annotations
 
