@@ -137,11 +137,8 @@ def evaluate(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 
         raise OpenferError(f"{dataset.name} has no samples to evaluate")
     scorer = model
     if precision != "fp32":
-        from .models.fusion import PRECISIONS, for_precision, fuse_for_inference
+        from .models.fusion import for_precision, fuse_for_inference
 
-        if precision not in ("auto", *PRECISIONS):
-            raise OpenferError(f"precision must be 'auto' or one of {', '.join(PRECISIONS)}; "
-                               f"got {precision!r}")
         reduced, precision = for_precision(model, precision, torch.device(device).type)
         scorer = fuse_for_inference(reduced, precision) if precision != "fp32" else model
     probs = predict_probabilities(scorer, dataset, batch_size=batch_size, device=device,

@@ -135,7 +135,8 @@ class Recognizer:
     threads for inference (onnxruntime session; for torch, ``torch.set_num_threads``).
     ``precision`` (torch backend): ``fp32``, ``bf16``, ``int8`` (a model whose metadata records
     an int8 calibration, :mod:`openfer.models.quantize`) or ``auto``: bf16 on CPUs with AMX-BF16,
-    int8 on CPUs with VNNI, bf16 on CPUs with AVX512-BF16, each for a model whose metadata
+    int8 where oneDNN's int8 kernels keep the answers (VNNI, or AVX2 alone: not AVX-512 without
+    VNNI), bf16 on CPUs with AVX512-BF16, each for a model whose metadata
     records that precision's check against fp32 (``scripts/check_precision.py``); fp32
     otherwise (:func:`openfer.models.fusion.auto_precision`). ``self.precision`` says which was
     chosen.
@@ -147,7 +148,7 @@ class Recognizer:
                  backend: str = "torch", batch_size: int = 64, tta: bool = False,
                  detector_options: dict | None = None, threads: int | None = None,
                  precision: str = "auto"):
-        from .models.fusion import PRECISIONS, for_precision, fuse_for_inference
+        from .models.fusion import check_precision, for_precision, fuse_for_inference
         from .models.registry import load_model
 
         if threads and backend == "torch":
@@ -155,9 +156,7 @@ class Recognizer:
 
         if backend not in ("torch", "onnx"):
             raise OpenferError(f"backend must be 'torch' or 'onnx', got {backend!r}")
-        if precision not in ("auto", *PRECISIONS):
-            raise OpenferError(f"precision must be 'auto', {', '.join(map(repr, PRECISIONS))}; "
-                               f"got {precision!r}")
+        check_precision(precision)               # before the backend is chosen
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" \
             else device
         if precision in ("bf16", "int8") and backend == "onnx":

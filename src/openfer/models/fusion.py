@@ -164,6 +164,16 @@ def _warm_allocator() -> None:
         del block                                       # freed: glibc raises its thresholds
 
 
+def check_precision(precision: str) -> None:
+    """Raise :class:`~openfer.errors.OpenferError` unless ``precision`` is ``auto`` or one of
+    :data:`PRECISIONS`."""
+    from ..errors import OpenferError
+
+    if precision not in ("auto", *PRECISIONS):
+        raise OpenferError(f"precision must be 'auto', {', '.join(map(repr, PRECISIONS))}; "
+                           f"got {precision!r}")
+
+
 def for_precision(model: nn.Module, precision: str, device: str = "cpu"
                   ) -> tuple[nn.Module, str]:
     """The model to fuse, and the precision to fuse it in, for ``precision`` on ``device``:
@@ -173,6 +183,7 @@ def for_precision(model: nn.Module, precision: str, device: str = "cpu"
     from ..errors import OpenferError
     from .quantize import calibrated_for, quantize
 
+    check_precision(precision)
     if precision == "auto":                 # what is fast here and measured harmless
         meta = model.meta
         if getattr(meta, "int8", None) and not calibrated_for(model):
