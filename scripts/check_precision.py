@@ -8,7 +8,7 @@ precision and prints the top-label agreement and both accuracies. For int8 the a
 scales are first calibrated on 2,048 Training faces (fixed seed; :mod:`openfer.models.quantize`).
 ``--write`` stores the check (and the int8 calibration) in the weight file's metadata
 (``meta.bf16`` / ``meta.int8``), which lets ``Recognizer(precision="auto")`` take that precision
-on CPUs that run it well (bf16: AMX-BF16 or AVX512-BF16; int8: VNNI or AVX2 alone), and refuses when
+on CPUs that run it well (bf16: AMX-BF16 or AVX512-BF16; int8: x86 with AVX2), and refuses when
 the reduced precision changes the answers: agreement under 99 % or accuracy moved by more than
 half a point. Measured for the shipped FERNets: bf16 on an Intel Xeon (AMX-BF16) and an AMD EPYC
 (AVX512-BF16), the same agreement on both (distilled FERNet-M 99.41 %, FERNet-S 99.08 %); int8

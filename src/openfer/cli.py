@@ -64,7 +64,7 @@ def _add_precision(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="auto",
                         choices=("auto", "fp32", "bf16", "int8"),
                         help="torch backend's arithmetic: auto (default: bf16 on CPUs with "
-                             "AMX-BF16, int8 on CPUs with VNNI or AVX2 alone, bf16 on CPUs with "
+                             "AMX-BF16, else int8 on x86 CPUs with AVX2, else bf16 on CPUs with "
                              "AVX512-BF16, each for models whose metadata records its check "
                              "against fp32; fp32 otherwise), fp32, bf16 or int8")
 

@@ -135,8 +135,8 @@ class Recognizer:
     threads for inference (onnxruntime session; for torch, ``torch.set_num_threads``).
     ``precision`` (torch backend): ``fp32``, ``bf16``, ``int8`` (a model whose metadata records
     an int8 calibration, :mod:`openfer.models.quantize`) or ``auto``: bf16 on CPUs with AMX-BF16,
-    int8 where oneDNN's int8 kernels keep the answers (VNNI, or AVX2 alone: not AVX-512 without
-    VNNI), bf16 on CPUs with AVX512-BF16, each for a model whose metadata
+    else int8 where oneDNN's int8 kernels keep the answers (any x86 CPU with AVX2, for 7-bit
+    weights), else bf16 on CPUs with AVX512-BF16, each for a model whose metadata
     records that precision's check against fp32 (``scripts/check_precision.py``); fp32
     otherwise (:func:`openfer.models.fusion.auto_precision`). ``self.precision`` says which was
     chosen.

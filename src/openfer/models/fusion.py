@@ -9,8 +9,9 @@ tenth of eager mode's per-layer overhead. With ``precision="bf16"`` weights and 
 bfloat16: on CPUs that compute bfloat16 natively (Intel AMX, Xeon Sapphire Rapids and later;
 AVX512-BF16, AMD Zen 4 and later: :func:`native_bf16`) that is 2-7 times faster again;
 elsewhere oneDNN emulates it, and fp32 is the better choice. With ``precision="int8"`` the copy
-is a model quantised beforehand (:mod:`openfer.models.quantize`, int8 convolutions on CPUs with
-VNNI). :func:`auto_precision` picks among them (``Recognizer(precision="auto")``).
+is a model quantised beforehand (:mod:`openfer.models.quantize`: int8 convolutions, on any x86
+CPU with AVX2, fastest with VNNI). :func:`auto_precision` picks among them
+(``Recognizer(precision="auto")``).
 
 The traced graph is checked against the eager model on that first input (and one more face, so
 that the batch size differs); a model that cannot be traced, that turns a tensor into a Python
@@ -36,6 +37,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from .quantize import WEIGHT_BITS, weight_bits
 
 #: The input's dtype per precision (int8 models take float input and quantise it themselves).
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32}
@@ -77,13 +80,12 @@ def bf16_unit() -> str | None:
 
 
 def int8_unit() -> str | None:
-    """The instructions of the int8 kernels oneDNN runs here, where they keep a model's answers:
-    ``"AVX512-VNNI"`` (Intel Cascade Lake and later, AMD Zen 4 and later) or ``"AVX-VNNI"``
-    (Intel Alder Lake and later), int8 dot products; ``"AVX2"`` (no VNNI, no AVX-512: products
-    summed in 16 bits by ``vpmaddubsw``, yet measured to keep 99.19 % of the default's top
-    labels, 2x fp32's speed); None on AVX-512 CPUs without VNNI (Intel Skylake-SP: measured
-    91.25 %, the 16-bit sums saturate) and where torch cannot tell. ``ONEDNN_MAX_CPU_ISA``
-    limits it as in :func:`bf16_unit` (measurements: benchmarks/results/README.md)."""
+    """The instructions of the int8 kernels oneDNN runs here: ``"AVX512-VNNI"`` (Intel Cascade
+    Lake and later, AMD Zen 4 and later) or ``"AVX-VNNI"`` (Intel Alder Lake and later), int8
+    dot products; ``"AVX-512"`` (no VNNI: Intel Skylake-SP) or ``"AVX2"`` (AVX2-only CPUs),
+    products summed pairwise in 16 bits (``vpmaddubsw``); None where torch cannot tell or the
+    CPU lacks AVX2. ``ONEDNN_MAX_CPU_ISA`` limits it as in :func:`bf16_unit`. Whether those
+    kernels keep a model's answers: :func:`int8_keeps_answers`."""
     found = cpu_capabilities()
     vnni = next((name for key, name in INT8_UNITS.items()
                  if found.get(key) and _isa_allows(key)), None)
@@ -94,7 +96,17 @@ def int8_unit() -> str | None:
                                          or "AMX" in limit or limit.startswith("AVX10"))
     avx2 = found.get("avx2") and (limit in ("ALL", "DEFAULT") or limit.startswith("AVX2")
                                   or avx512)
-    return "AVX2" if avx2 and not avx512 else None
+    return "AVX-512" if avx512 else "AVX2" if avx2 else None
+
+
+def int8_keeps_answers(weight_bits: int) -> bool:
+    """Whether oneDNN's int8 kernels here keep the answers of a model quantised with
+    ``weight_bits``-bit weights (:mod:`openfer.models.quantize`). Measured, the default on all
+    of PublicTest, top labels kept against fp32, 8-bit / 7-bit weights: VNNI 99.14 / 99.19 %,
+    AVX2 99.19 / 99.16 %, AVX-512 without VNNI **91.25** / 99.19 % (its 16-bit sums saturate
+    with 8-bit weights). False where :func:`int8_unit` is None."""
+    unit = int8_unit()
+    return unit is not None and (unit != "AVX-512" or weight_bits <= 7)
 
 
 def _isa_limit() -> str:
@@ -129,17 +141,18 @@ def native_bf16() -> bool:
 
 def auto_precision(meta, device: str = "cpu") -> str:
     """What ``precision="auto"`` runs a model in: on a CPU with AMX-BF16, bf16 (measured fastest
-    there) for a model whose metadata records a bf16 check (``meta.bf16``); else int8 where
-    oneDNN's int8 kernels keep the answers (:func:`int8_unit`: VNNI, or AVX2) for a model that
-    records an int8 calibration and check (``meta.int8``); else bf16 on a CPU with AVX512-BF16;
-    else fp32 (GPUs included: the copy runs eagerly there)."""
+    there) for a model whose metadata records a bf16 check (``meta.bf16``); else int8 for a
+    model that records an int8 calibration and check (``meta.int8``) where oneDNN's int8
+    kernels keep its answers (:func:`int8_keeps_answers`: any x86 CPU with AVX2 for 7-bit
+    weights); else bf16 on a CPU with AVX512-BF16; else fp32 (GPUs included: the copy runs
+    eagerly there)."""
     if device != "cpu":
         return "fp32"
     unit = bf16_unit()
     checked_bf16, checked_int8 = getattr(meta, "bf16", None), getattr(meta, "int8", None)
     if checked_bf16 and unit == "AMX-BF16":
         return "bf16"
-    if checked_int8 and int8_unit():
+    if checked_int8 and int8_keeps_answers(weight_bits(checked_int8)):
         return "int8"
     return "bf16" if checked_bf16 and unit else "fp32"
 
@@ -179,7 +192,7 @@ def for_precision(model: nn.Module, precision: str, device: str = "cpu"
     """The model to fuse, and the precision to fuse it in, for ``precision`` on ``device``:
     ``auto`` resolved by :func:`auto_precision` (an int8 calibration counts only for the weights
     it was measured on); for int8 the quantised model (:func:`openfer.models.quantize.quantize`,
-    CPU only; a warning on a CPU without VNNI)."""
+    CPU only; a warning where its kernels change answers, :func:`int8_keeps_answers`)."""
     from ..errors import OpenferError
     from .quantize import calibrated_for, quantize
 
@@ -203,11 +216,14 @@ def for_precision(model: nn.Module, precision: str, device: str = "cpu"
     if device != "cpu":
         raise OpenferError(f"precision 'int8' runs on the CPU (device='cpu'); on {device} use "
                            "fp32 or bf16")
-    if int8_unit() is None:
-        warnings.warn("precision 'int8' on a CPU whose int8 kernels change answers (AVX-512 "
-                      "without VNNI: their 16-bit partial sums saturate; measured, the default "
-                      "kept 91 % of its top labels) or that torch cannot identify; fp32 is the "
-                      "safe choice here", RuntimeWarning, stacklevel=3)
+    bits = weight_bits(model.meta.int8) if getattr(model.meta, "int8", None) else WEIGHT_BITS
+    if not int8_keeps_answers(bits):
+        warnings.warn(f"precision 'int8' on a CPU whose int8 kernels change answers with "
+                      f"{bits}-bit weights (AVX-512 without VNNI: their 16-bit partial sums "
+                      "saturate; measured, the default kept 91 % of its top labels; record a "
+                      "7-bit calibration with scripts/check_precision.py --precision int8 "
+                      "--write) or that torch cannot identify; fp32 is the safe choice here",
+                      RuntimeWarning, stacklevel=3)
     return quantize(model), precision
 
 

@@ -21,17 +21,25 @@ level (top label changed on 0.11 %); this departs from exact float inference and
 recorded check measures. Models with different per-channel means or deviations get a
 calibrated input scale instead.
 
+Weights are quantised to 7 bits (``[-64, 63]``, :data:`WEIGHT_BITS`), the remedy oneDNN's
+guide ("Nuances of int8 computations") describes for CPUs without int8 dot products: there the
+products of a uint8 activation and an int8 weight are summed pairwise in 16 bits
+(``vpmaddubsw``), and with 8-bit weights two of them (``2 x 255 x 128``) overflow 32,767.
+Measured, distilled FERNet-M, all 3,589 PublicTest faces, top labels kept against fp32, 8-bit /
+7-bit weights: with oneDNN limited to AVX-512 without VNNI (Intel Skylake-SP) 91.25 % / 99.19 %;
+limited to AVX2 99.19 % / 99.16 %; with AVX512-VNNI 99.14 % / 99.19 %. One scheme then runs on
+every x86 CPU with AVX2. A record made before this (no ``weight_bits``) holds 8-bit weights and
+is rebuilt that way.
+
 Speed comes from the CPU's int8 dot-product instructions (VNNI: AVX512-VNNI, Intel Cascade
 Lake and later, AMD Zen 4 and later; AVX-VNNI, Intel Alder Lake and later): measured on an AMD
 EPYC with AVX512-VNNI, 1 thread, distilled FERNet-M through the fused graph, 0.35 ms per face at
 batch 1 and 3,500-3,750 faces/s at batch 64, against 0.52 ms and 1,977-2,044 in bf16 in the same
-hours (benchmarks/results/README.md). Without VNNI the products are summed in 16 bits
-(``vpmaddubsw``): with oneDNN limited to AVX2 the default still kept 99.19 % of its top labels
-(and ran 2x as fast as in fp32), limited to AVX-512 without VNNI only 91.25 % (saturation), so
-``precision="auto"`` takes int8 on VNNI and AVX2-only CPUs, not on AVX-512 ones without VNNI
-(:func:`openfer.models.fusion.int8_unit`). ``torch.ao.quantization``'s FX mode is what
-torch < 2.14 (openfer's pin) runs without a compiler; its successor (PT2E) needs
-``torch.compile``.
+hours (benchmarks/results/README.md). Without VNNI, int8 still runs twice as fast as fp32 on the
+same kernels (oneDNN limited to AVX2: 1.0 against 1.9-2.3 ms, 1,100 against 540 faces/s;
+limited to AVX-512 without VNNI: 0.57 against 1.1-1.2 ms, 1,970 against 940 faces/s).
+``torch.ao.quantization``'s FX mode is what torch < 2.14 (openfer's pin) runs without a
+compiler; its successor (PT2E) needs ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -48,18 +56,26 @@ from torch import nn
 from ..errors import OpenferError
 
 INPUT = "input"          # the record's key for the input's quantisation
+WEIGHT_BITS = 7          # weights in [-64, 63]: no 16-bit overflow without VNNI (module doc)
 
 
-def _qconfig(activation_observer):
+def weight_bits(record: dict[str, Any]) -> int:
+    """The weights' bits of an int8 ``record``: 8 for one made before ``weight_bits`` was kept."""
+    return int(record.get("weight_bits", 8))
+
+
+def _qconfig(activation_observer, bits: int):
     from torch.ao.quantization import QConfig, QConfigMapping
     from torch.ao.quantization.observer import PerChannelMinMaxObserver
 
-    weight = PerChannelMinMaxObserver.with_args(dtype=torch.qint8,
-                                                qscheme=torch.per_channel_symmetric)
+    weight = PerChannelMinMaxObserver.with_args(
+        dtype=torch.qint8, qscheme=torch.per_channel_symmetric,
+        quant_min=-(1 << (bits - 1)), quant_max=(1 << (bits - 1)) - 1)
     return QConfigMapping().set_global(QConfig(activation=activation_observer, weight=weight))
 
 
-def _prepare(model: nn.Module, activation_observer) -> tuple[Any, str]:
+def _prepare(model: nn.Module, activation_observer, bits: int = WEIGHT_BITS
+             ) -> tuple[Any, str]:
     """The model with observers inserted (FX), and the name of the input's observer."""
     from torch.ao.quantization.quantize_fx import prepare_fx
 
@@ -67,7 +83,7 @@ def _prepare(model: nn.Module, activation_observer) -> tuple[Any, str]:
     example = torch.zeros(2, meta.channels, *meta.input_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")     # FX mode's deprecation notices (torch pinned < 2.14)
-        prepared = prepare_fx(copy.deepcopy(model).eval(), _qconfig(activation_observer),
+        prepared = prepare_fx(copy.deepcopy(model).eval(), _qconfig(activation_observer, bits),
                               example_inputs=(example,))
     placeholder = next(n for n in prepared.graph.nodes if n.op == "placeholder")
     observer = next((n.target for n in placeholder.users if n.op == "call_module"
@@ -138,11 +154,11 @@ def calibrate(model: nn.Module, inputs: Iterable[torch.Tensor]) -> dict[str, Any
     grid = pixel_grid(model.meta)
     if grid is not None:
         activations[input_name] = [grid[0], grid[1]]
-    scheme = "FX static: weights int8 per channel (symmetric), activations uint8 per tensor " \
-        "(histogram)" + ("; input on the pixel grid" if grid else "")
+    scheme = f"FX static: weights int{WEIGHT_BITS} per channel (symmetric), activations uint8 " \
+        "per tensor (histogram)" + ("; input on the pixel grid" if grid else "")
     return {"scheme": scheme, "torch": torch.__version__.split("+")[0],
-            "weights": weights_fingerprint(model), "faces": seen, INPUT: input_name,
-            "activations": activations}
+            "weights": weights_fingerprint(model), "weight_bits": WEIGHT_BITS, "faces": seen,
+            INPUT: input_name, "activations": activations}
 
 
 class QuantizedModel(nn.Module):
@@ -158,8 +174,9 @@ class QuantizedModel(nn.Module):
 
 
 def quantize(model: nn.Module, record: dict[str, Any] | None = None) -> QuantizedModel:
-    """The int8 copy of ``model`` from its int8 ``record`` (default: ``model.meta.int8``). The
-    float model is not changed. Raises :class:`OpenferError` when there is no record or it does
+    """The int8 copy of ``model`` from its int8 ``record`` (default: ``model.meta.int8``), its
+    weights quantised to the record's bits (:func:`weight_bits`). The float model is not
+    changed. Raises :class:`OpenferError` when there is no record or it does
     not fit the model (other weights, or another torch's graph)."""
     from torch.ao.quantization.observer import FixedQParamsObserver, MinMaxObserver
     from torch.ao.quantization.quantize_fx import convert_fx
@@ -174,7 +191,8 @@ def quantize(model: nn.Module, record: dict[str, Any] | None = None) -> Quantize
         raise OpenferError(f"{meta.architecture}: the int8 calibration in its metadata was "
                            "measured for other weights (a fine-tuned copy?); record one for "
                            "these with scripts/check_precision.py --precision int8 --write")
-    prepared, input_name = _prepare(model, MinMaxObserver.with_args(reduce_range=False))
+    prepared, input_name = _prepare(model, MinMaxObserver.with_args(reduce_range=False),
+                                    weight_bits(record))
     activations = record.get("activations") or {}
     observers = _observers(prepared)
     if set(observers) != set(activations) or record.get(INPUT) != input_name:
