@@ -40,7 +40,7 @@ def main() -> None:
     test = load_dataset(data["dataset"], data["root"], data["val_split"],
                         image_size=model.meta.load_size, channels=model.meta.channels)
     keys = ("accuracy", "mean_class_accuracy", "macro_f1")
-    plain, flipped = (evaluate(model, test, tta_flip=t) for t in (False, True))
+    plain, flipped = (evaluate(model, test, tta=t) for t in (False, True))
     headline = {k: round(plain[k], 4) for k in keys}
     headline.update(n=plain["n"], split=data["val_split"], tta_flip=False,
                     with_flip_tta={k: round(flipped[k], 4) for k in keys})

@@ -28,7 +28,7 @@ def test_default_model_predicts_on_its_own_publictest_numbers(fer2013_csv):
     report = evaluate(model, load_dataset("fer2013", fer2013_csv, "PublicTest",
                                           image_size=model.meta.input_size,
                                           channels=model.meta.channels),
-                      tta_flip=model.meta.metrics["fer2013"].get("tta_flip", False))
+                      tta=model.meta.metrics["fer2013"].get("tta_flip", False))
     assert report["accuracy"] == pytest.approx(model.meta.metrics["fer2013"]["accuracy"],
                                                abs=1e-4)
 

@@ -69,6 +69,14 @@ def _add_precision(parser: argparse.ArgumentParser) -> None:
                              "against fp32; fp32 otherwise), fp32, bf16 or int8")
 
 
+def _add_tta(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tta", nargs="?", const="flip", choices=("flip", "shifts"),
+                        help="test-time augmentation: --tta (= flip) averages with the mirrored "
+                             "face; --tta shifts also with the face moved by 1-2 pixels (18 "
+                             "views; default model on PublicTest: 70.66 %% against flip's "
+                             "70.21 %%, 18x the classifier's work)")
+
+
 def resolve_device(name: str) -> str:
     import torch
 
@@ -135,8 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                           help="a reader option (e.g. images=original for rafdb); repeatable")
     evaluate.add_argument("--batch-size", type=int, default=256)
-    evaluate.add_argument("--tta", action="store_true",
-                          help="test-time augmentation: average with the mirrored face")
+    _add_tta(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--precision", default="fp32",
                           choices=("fp32", "bf16", "int8", "auto"),
@@ -174,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=64)
     predict.add_argument("--backend", default="torch", choices=("torch", "onnx"))
     _add_precision(predict)
-    predict.add_argument("--tta", action="store_true", help="average with the mirrored face")
+    _add_tta(predict)
     predict.add_argument("--strict", action="store_true",
                          help="exit non-zero if any input could not be read")
     _add_device(predict)
@@ -360,7 +367,7 @@ def cmd_eval(args) -> int:
     dataset.require_labels()
     print("\n".join(dataset.notes()), file=sys.stderr)
     report = evaluate(model, dataset, batch_size=args.batch_size, device=device,
-                      tta_flip=args.tta, precision=args.precision)
+                      tta=args.tta, precision=args.precision)
     report["split"] = args.split
     report["model_file"] = args.model[0] if len(args.model) == 1 else args.model
     if args.json:

@@ -14,22 +14,21 @@ from .data.dataset import FaceDataset
 from .data.transforms import to_model_input
 from .errors import OpenferError
 from .metrics import classification_report, regression_report
+from .tta import averaged, tta_mode
 
 
 @torch.inference_mode()
 def predict_probabilities(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 256,
-                          device: str | torch.device = "cpu", tta_flip: bool = False
+                          device: str | torch.device = "cpu", tta: bool | str | None = None
                           ) -> np.ndarray:
-    """Class probabilities (N, model classes). ``tta_flip`` averages with the mirrored face."""
+    """Class probabilities (N, model classes), averaged over the test-time augmentation's views
+    (``tta``: None, ``"flip"`` or ``True``, ``"shifts"``; :mod:`openfer.tta`)."""
     model = model.to(device).eval()
-    meta = model.meta
+    meta, mode = model.meta, tta_mode(tta)
     out = []
     for images in _batches(dataset, batch_size):
         x = to_model_input(images.to(device), meta)
-        logits = class_logits(model(x))
-        probs = logits.softmax(-1)
-        if tta_flip:
-            probs = (probs + class_logits(model(x.flip(-1))).softmax(-1)) / 2
+        probs = averaged(lambda view: class_logits(model(view)).softmax(-1), x, mode)
         out.append(probs.float().cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, meta.num_classes), np.float32)
 
@@ -115,7 +114,7 @@ def class_logits(output) -> torch.Tensor:
 
 
 def evaluate(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 256,
-             device: str | torch.device = "cpu", tta_flip: bool = False,
+             device: str | torch.device = "cpu", tta: bool | str | None = None,
              precision: str = "fp32") -> dict:
     """Metrics of ``model`` on ``dataset`` (see :func:`openfer.metrics.classification_report`).
 
@@ -124,7 +123,8 @@ def evaluate(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 
     lacks; ``dataset`` and ``model`` name the two. ``precision``: ``fp32`` (the model as it is,
     eagerly: the reference) or, for the class probabilities, the arithmetic inference runs in
     (``bf16``, ``int8``, or ``auto`` as :class:`openfer.infer.Recognizer` chooses it; the fused
-    graph of :mod:`openfer.models.fusion`); the report says which ran.
+    graph of :mod:`openfer.models.fusion`); the report says which ran. ``tta``: test-time
+    augmentation (:mod:`openfer.tta`), reported as ``tta`` (the mode or None) and ``tta_flip``.
     """
     dataset = getattr(dataset, "dataset", dataset)        # a training wrapper's data set
     dataset.require_labels()
@@ -141,13 +141,14 @@ def evaluate(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 
 
         reduced, precision = for_precision(model, precision, torch.device(device).type)
         scorer = fuse_for_inference(reduced, precision) if precision != "fp32" else model
+    mode = tta_mode(tta)
     probs = predict_probabilities(scorer, dataset, batch_size=batch_size, device=device,
-                                  tta_flip=tta_flip)
+                                  tta=mode)
     y_pred = probs.argmax(1)
     report = classification_report(y_true, y_pred, classes)
     report["dataset"] = dataset.name
     report["model"] = model.meta.architecture
-    report["tta_flip"] = tta_flip
+    report["tta"], report["tta_flip"] = mode, mode is not None
     report["precision"] = precision
     heads = head_reports(model, dataset, batch_size=batch_size, device=device)
     if heads:

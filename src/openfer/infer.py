@@ -31,6 +31,7 @@ from .evaluate import class_logits
 from .faces.align import BOX_ALIGNMENT, align_face
 from .faces.detect import DetectedFace, create_detector
 from .faces.track import IoUTracker
+from .tta import averaged, tta_mode
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg",
                               ".wmv", ".flv", ".3gp"})
@@ -131,7 +132,8 @@ class Recognizer:
     ``model``: a shipped name (``default``), a ``.safetensors`` file, an ``.onnx`` file, or a model
     object with ``meta``. ``detector``: ``auto``, ``yunet``, ``mtcnn``, ``haar`` or ``none`` (each
     input is one pre-cropped face). ``backend``: ``torch`` or ``onnx`` (onnxruntime; a torch model
-    is exported on the fly). ``tta``: average with the mirrored face. ``threads``: CPU
+    is exported on the fly). ``tta``: test-time augmentation, ``"flip"`` (or True: average with
+    the mirrored face) or ``"shifts"`` (18 views; :mod:`openfer.tta`). ``threads``: CPU
     threads for inference (onnxruntime session; for torch, ``torch.set_num_threads``).
     ``precision`` (torch backend): ``fp32``, ``bf16``, ``int8`` (a model whose metadata records
     an int8 calibration, :mod:`openfer.models.quantize`) or ``auto``: bf16 on CPUs with AMX-BF16,
@@ -145,7 +147,7 @@ class Recognizer:
     """
 
     def __init__(self, model: Any = "default", detector: str = "auto", device: str = "auto",
-                 backend: str = "torch", batch_size: int = 64, tta: bool = False,
+                 backend: str = "torch", batch_size: int = 64, tta: bool | str = False,
                  detector_options: dict | None = None, threads: int | None = None,
                  precision: str = "auto"):
         from .models.fusion import check_precision, for_precision, fuse_for_inference
@@ -162,7 +164,8 @@ class Recognizer:
         if precision in ("bf16", "int8") and backend == "onnx":
             raise OpenferError(f"precision {precision!r} is for the torch backend; for a faster "
                                "ONNX model export an int8 one (openfer export --quantize int8)")
-        self.backend, self.batch_size, self.tta = backend, max(1, int(batch_size)), tta
+        self.backend, self.batch_size = backend, max(1, int(batch_size))
+        self.tta = tta_mode(tta)
         self.precision: str | None = None            # ONNX: the file's own arithmetic
         if isinstance(model, (str, Path)) and str(model).endswith(".onnx"):
             from .export import OnnxClassifier
@@ -206,10 +209,7 @@ class Recognizer:
             x = chunk
         else:
             x = to_input_size(chunk, self.meta)
-        probs = self._probabilities(x)
-        if self.tta:
-            probs = (probs + self._probabilities(x.flip(-1))) / 2
-        return probs
+        return averaged(self._probabilities, x, self.tta)
 
     def _probabilities(self, x: torch.Tensor) -> np.ndarray:
         if self.backend == "onnx":

@@ -321,7 +321,7 @@ def _finish(recipe, run_dir, checkpoints, datamodule, trainer, throughput, wall,
     report = None
     if datamodule.val_set is not None:
         report = evaluate(best, datamodule.val_set, batch_size=data["eval_batch_size"],
-                          tta_flip=bool(recipe["trainer"]["tta_flip"]))
+                          tta=bool(recipe["trainer"]["tta_flip"]))
         report["split"] = data["val_split"]
         headline = {k: report[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1", "n")}
         best.meta = best.meta.replace(metrics={data["dataset"]: {**headline,
