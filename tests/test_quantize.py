@@ -76,6 +76,30 @@ def test_a_calibration_survives_the_weight_file_and_rebuilds_the_same_int8_model
     assert (a.argmax(1) == expected.argmax(1)).float().mean() >= 0.97   # calibrated on these
 
 
+def _weight_levels(quantized) -> tuple[int, int]:
+    """The smallest and largest integer weight of a quantised model's layers."""
+    levels = [m.weight().int_repr() for m in quantized.modules()
+              if callable(getattr(m, "weight", None)) and "quantized" in type(m).__module__]
+    assert levels
+    return min(int(w.min()) for w in levels), max(int(w.max()) for w in levels)
+
+
+def test_the_weights_are_quantised_to_the_records_bits(publictest):
+    """7 bits by default, 8 when asked for. The observer's 7-bit range [-64, 63] sets a channel's
+    scale to max |w| / 63.5, so its largest weight rounds to +-64, never beyond: two products
+    with a uint8 activation (2 x 255 x 64 = 32,640) fit the 16-bit sums of CPUs without VNNI."""
+    model = openfer.load_model("fernet_s.fer2013")
+    inputs = to_model_input(publictest.images[:256], model.meta)
+    for bits, (low, high) in ((7, (-64, 64)), (8, (-128, 127))):
+        record = calibrate(model, inputs.split(128), weight_bits=bits)
+        assert weight_bits(record) == bits and f"int{bits}" in record["scheme"]
+        smallest, largest = _weight_levels(quantize(model, record))
+        assert low <= smallest and largest <= high and max(-smallest, largest) >= high - 1
+    assert weight_bits({"activations": {}}) == 8                 # a record from before the key
+    with pytest.raises(openfer.OpenferError, match="weight_bits must be 7 or 8"):
+        calibrate(model, inputs.split(128), weight_bits=4)
+
+
 def test_int8_without_a_fitting_calibration_is_refused_with_what_to_do():
     with pytest.raises(openfer.OpenferError, match="check_precision.py --precision int8"):
         Recognizer("fernet_s.fer2013", detector="none", precision="int8")  # no meta.int8
