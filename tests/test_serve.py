@@ -147,6 +147,25 @@ def test_detect_false_classifies_the_whole_image_as_one_face(server):
     assert body["records"][0]["box"] == [0.0, 0.0, float(face.width), float(face.height)]
 
 
+def test_a_server_started_with_tta_answers_as_the_recognizer_with_it(group6):
+    """``openfer serve --tta shifts``: every face's scores are the 18 views' average, as
+    ``Recognizer(tta="shifts")`` gives them; ``/v1/models`` says so."""
+    from openfer.infer import Recognizer
+
+    with Server(_config(tta="shifts")) as server:
+        assert httpx.get(f"{server.url}/v1/models").json()["models"][0]["tta"] == "shifts"
+        body = httpx.post(f"{server.url}/v1/predict", timeout=60,
+                          files={"file": ("group6.jpg", group6, "image/jpeg")}).json()
+    image = np.asarray(Image.open(io.BytesIO(group6)).convert("RGB"))
+    local = Recognizer("default", detector="yunet", tta="shifts",
+                       detector_options={"weights": str(YUNET)}).predict(image)[0]
+    assert len(body["records"]) == len(local.faces) == 6
+    for record, face in zip(body["records"], local.faces):
+        assert record["label"] == face.label
+        for name, score in face.probabilities.items():
+            assert record["scores"][name] == pytest.approx(score, abs=2e-3)
+
+
 # -- bad input: each kind gets its own 4xx, and the server keeps serving ---------------------
 
 def _bad_uploads(group6: bytes) -> list[tuple[str, dict, int, str]]:

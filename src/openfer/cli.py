@@ -257,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--mtcnn", metavar="DIR",
                          help="folder of MTCNN's pnet.pt, rnet.pt, onet.pt (facenet-pytorch's)")
     serve.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    _add_tta(serve)
     _add_precision(serve)
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     serve.add_argument("--api-key", default=None,
@@ -509,7 +510,7 @@ def cmd_serve(args) -> int:
     config = ServeConfig(
         model=args.model, detector=args.detector, yunet=args.yunet, mtcnn=args.mtcnn,
         backend=args.backend,
-        precision=args.precision, device=resolve_device(args.device),
+        precision=args.precision, tta=args.tta, device=resolve_device(args.device),
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_pixels=args.max_pixels, max_files=args.max_files, max_queue=args.max_queue,
         max_batch=args.max_batch, batch_window_ms=args.batch_window_ms,

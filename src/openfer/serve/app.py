@@ -51,6 +51,7 @@ class ServeConfig:
     mtcnn: str | None = None
     backend: str = "torch"
     precision: str = "auto"
+    tta: str | None = None                        # test-time augmentation: flip or shifts
     device: str = "cpu"
     max_upload_bytes: int = 10 * 1024 * 1024      # one request body
     max_pixels: int = 40_000_000                  # declared width x height of one image
@@ -153,7 +154,7 @@ def create_app(config: ServeConfig | None = None):
         options = detector_options(config.detector, config.yunet, config.mtcnn)
         recognizer = Recognizer(config.model, detector=config.detector, device=config.device,
                                 backend=config.backend, precision=config.precision,
-                                detector_options=options)
+                                tta=config.tta, detector_options=options)
         state["recognizer"] = recognizer
         state["detectors"] = DetectorPool(
             recognizer.detector, config.detect_threads,
@@ -235,7 +236,7 @@ def create_app(config: ServeConfig | None = None):
     async def models():
         recognizer: Recognizer = state["recognizer"]
         return {"models": [{"name": config.model, "backend": recognizer.backend,
-                            "precision": recognizer.precision,
+                            "precision": recognizer.precision, "tta": recognizer.tta,
                             "detector": recognizer.detector.name,
                             **recognizer.meta.to_dict()}]}
 
