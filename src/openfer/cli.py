@@ -72,9 +72,10 @@ def _add_precision(parser: argparse.ArgumentParser) -> None:
 def _add_tta(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", nargs="?", const="flip", choices=("flip", "shifts"),
                         help="test-time augmentation: --tta (= flip) averages with the mirrored "
-                             "face; --tta shifts also with the face moved by 1-2 pixels (18 "
-                             "views; default model on PublicTest: 70.66 %% against flip's "
-                             "70.21 %%, 18x the classifier's work)")
+                             "face; --tta shifts also with the face moved by 2 %% and 4 %% of "
+                             "its side, 1-2 pixels at 48 px (18 views; default model on "
+                             "PublicTest: 70.66 %% against flip's 70.21 %%, 18x the "
+                             "classifier's work)")
 
 
 def resolve_device(name: str) -> str:

@@ -5,10 +5,12 @@ Two modes, each an option of ``openfer eval --tta`` / ``openfer predict --tta`` 
 
 - ``flip``: the face and its mirror image (2 views), as most FER2013 papers report it.
 - ``shifts``: the face and its mirror, each also moved by 2 % and 4 % of the input side (1 and
-  2 pixels at 48 px) up, down, left and right, the border pixels repeated (18 views). This is the
-  multi-crop testing of the FER2013 literature (e.g. Khaireddin and Chen 2021, ten crops) on the
-  full input: the networks here were trained on whole faces moved by up to 8 % (``translate``),
-  so the views stay inside what they have seen, and no crop is resized.
+  2 pixels at 48 px) up, down, left and right, the border pixels repeated (18 views). This is
+  the multi-crop testing of the FER2013 literature (ten crops, e.g. Khaireddin and Chen 2021)
+  done on the whole input: openfer's FERNet recipes train on whole faces moved by up to 8 %
+  (``augment.translate``), so the views stay inside what the networks have seen, and no crop
+  is resized. Departs from ten-crop testing in the views (shifted whole faces, not corner
+  crops) and their number; chosen on PublicTest (benchmarks/results/README.md).
 
 Measured on FER2013 PublicTest (all 3,589 faces, fp32; benchmarks/results/README.md), accuracy
 plain / flip / shifts: distilled FERNet-M (the default) 69.94 / 70.21 / 70.66 %, FERNet-S 68.43 /
@@ -51,8 +53,7 @@ def shifted(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
 
 
 def views(x: torch.Tensor, mode: str | None):
-    """The views of a batch ``x`` (B, C, H, W) that ``mode`` averages over, the batch itself first.
-    """
+    """The views of a batch ``x`` (B, C, H, W) that ``mode`` averages over, ``x`` first."""
     yield x
     if mode is None:
         return
