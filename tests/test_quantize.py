@@ -275,3 +275,31 @@ def test_auto_falls_back_with_a_warning_when_int8_cannot_be_built(monkeypatch):
     assert rec.precision == "bf16"                     # the next choice on this CPU
     with pytest.raises(RuntimeError, match="no FX"):   # asked for: the error itself
         Recognizer("default", detector="none", precision="int8")
+
+
+@int8_keeps_answers
+def test_check_precision_scores_a_model_by_class_name_not_position(fer2013_csv, tmp_path):
+    """``scripts/check_precision.py`` on the default with its output classes in another order
+    (RAF-DB's, as a multi-task model has them): the same network, so the same accuracy as the
+    default's (69.94 %). It compared indices before and would have reported a wrong accuracy
+    for any model whose classes are not in FER2013's order."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    model = openfer.load_model("default")
+    order = ["surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"]
+    rows = [list(model.meta.classes).index(name) for name in order]
+    with torch.no_grad():
+        model.fc.weight.copy_(model.fc.weight[rows].clone())
+        model.fc.bias.copy_(model.fc.bias[rows].clone())
+    model.meta = model.meta.replace(classes=tuple(order), int8=None)
+    path = save_weights(model, tmp_path / "reordered.safetensors")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "check_precision.py"
+    out = subprocess.run([sys.executable, "-W", "ignore", str(script), str(path), "--precision",
+                          "int8", "--root", str(fer2013_csv)],
+                         capture_output=True, text=True, check=True)
+    check = json.loads(out.stdout.strip().splitlines()[-1])
+    assert check["accuracy_fp32"] == pytest.approx(0.6994, abs=1e-4)
+    assert check["top1_agreement"] >= 0.99
