@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fer_peer import FerPipeline  # noqa: E402
 
 from openfer.bench import machine  # noqa: E402
+from openfer.cli import PRECISION_CHOICES  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -103,7 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="default")
     parser.add_argument("--backend", default="torch", choices=("torch", "onnx"))
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "int8"),
+    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                         help="the torch backend's arithmetic (openfer predict --precision)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--frames", type=int, default=100)

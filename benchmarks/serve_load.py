@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from openfer.cli import PRECISION_CHOICES
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
@@ -173,7 +175,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workloads", default="faces,photos")
     parser.add_argument("--model", default="default")
     parser.add_argument("--backend", default="torch", choices=("torch", "onnx"))
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "int8"),
+    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                         help="the torch backend's arithmetic (openfer serve --precision)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the server")
     parser.add_argument("--detect-threads", type=int, default=2)

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fer_peer import FerPeer  # noqa: E402
 
 from openfer.bench import machine, timed  # noqa: E402
+from openfer.cli import PRECISION_CHOICES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2] / "shared/data/fer2013/fer2013.csv.gz"
 
@@ -30,7 +31,7 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--backend", default="torch", choices=("torch", "onnx"))
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "int8"))
+    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES)
     parser.add_argument("--root", type=Path, default=ROOT)
     parser.add_argument("--repeats", type=int, default=200)
     args = parser.parse_args()

@@ -74,6 +74,15 @@ def test_the_recognizer_averages_its_probabilities_over_the_18_views(fer2013_csv
     np.testing.assert_allclose(flip, np.mean(expected[:2], axis=0), atol=1e-5)
 
 
+def test_the_command_lines_choices_are_the_libraries_own():
+    """The CLI spells its choices out (parsing imports no torch); they are these."""
+    from openfer import cli, tta
+    from openfer.models.fusion import PRECISIONS
+
+    assert cli.PRECISION_CHOICES == ("auto", *PRECISIONS)
+    assert cli.TTA_MODES == tta.MODES
+
+
 def test_eval_and_predict_take_the_mode_on_the_command_line(fer2013_csv, capsys, tmp_path):
     from openfer.cli import build_parser, main
 

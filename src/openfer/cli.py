@@ -55,14 +55,19 @@ EXAMPLES = {
 }
 
 
+#: ``openfer.models.fusion.PRECISIONS`` with ``auto``, and ``openfer.tta.MODES``, spelled out so
+#: that parsing the command line imports no torch (tests/test_tta.py checks that they agree).
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8")
+TTA_MODES = ("flip", "shifts")
+
+
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto",
                         help="cpu, cuda, cuda:1 or auto (default: auto = cuda if available)")
 
 
 def _add_precision(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--precision", default="auto",
-                        choices=("auto", "fp32", "bf16", "int8"),
+    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                         help="torch backend's arithmetic: auto (default: bf16 on CPUs with "
                              "AMX-BF16, else int8 on x86 CPUs with AVX2, else bf16 on CPUs with "
                              "AVX512-BF16, each for models whose metadata records its check "
@@ -70,7 +75,7 @@ def _add_precision(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_tta(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tta", nargs="?", const="flip", choices=("flip", "shifts"),
+    parser.add_argument("--tta", nargs="?", const="flip", choices=TTA_MODES,
                         help="test-time augmentation: --tta (= flip) averages with the mirrored "
                              "face; --tta shifts also with the face moved by 2 %% and 4 %% of "
                              "its side, 1-2 pixels at 48 px (18 views; default model on "
@@ -146,8 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=256)
     _add_tta(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    evaluate.add_argument("--precision", default="fp32",
-                          choices=("fp32", "bf16", "int8", "auto"),
+    evaluate.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES,
                           help="arithmetic of the class scores: fp32 (default: the model as "
                                "trained, eagerly), or what inference runs: bf16, int8, or auto "
                                "(as openfer predict chooses on this machine)")

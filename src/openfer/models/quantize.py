@@ -76,8 +76,7 @@ def _qconfig(activation_observer, bits: int):
     return QConfigMapping().set_global(QConfig(activation=activation_observer, weight=weight))
 
 
-def _prepare(model: nn.Module, activation_observer, bits: int = WEIGHT_BITS
-             ) -> tuple[Any, str]:
+def _prepare(model: nn.Module, activation_observer, bits: int) -> tuple[Any, str]:
     """The model with observers inserted (FX), and the name of the input's observer."""
     from torch.ao.quantization.quantize_fx import prepare_fx
 
