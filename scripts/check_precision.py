@@ -22,14 +22,12 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import openfer
 from openfer.checkpoint import save_weights
 from openfer.data import load_dataset
 from openfer.infer import Recognizer
-from openfer.labels import emotions_from_names, index_mapping
 
 ROOT = Path(__file__).resolve().parents[2] / "shared/data/fer2013/fer2013.csv.gz"
 MIN_AGREEMENT, MAX_ACCURACY_CHANGE = 0.99, 0.005
@@ -65,9 +63,7 @@ def main() -> None:
     test = load_dataset("fer2013", args.root, "PublicTest", image_size=model.meta.load_size,
                         channels=model.meta.channels, classes=model.meta.classes)
     faces = test.images.permute(0, 2, 3, 1).numpy()
-    # the data set's labels in the model's class order, by name (-1: a class the model lacks)
-    to_model = index_mapping(test.classes, emotions_from_names(model.meta.classes))
-    labels = np.array([-1 if to_model[y] is None else to_model[y] for y in test.labels])
+    labels = test.labels                # in the model's class order (load_dataset maps by name)
     top = {p: Recognizer(model, detector="none", precision=p, batch_size=256, device="cpu")
            .classify(faces).argmax(1) for p in ("fp32", reduced)}
     check = {"split": "FER2013 PublicTest", "n": int(len(labels)),

@@ -47,6 +47,32 @@ def test_official_csv_splits_and_labels(small_fer2013):
     assert np.array_equal(images[0], expected)
 
 
+RAFDB_ORDER = ["surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"]
+
+
+def test_classes_reorder_the_fixed_labels_by_name(small_fer2013):
+    """FER2013's labels are fixed (0 anger ... 6 neutral); ``classes`` asks for them in another
+    order (a model's): anger 0 becomes RAF-DB's 5, surprise 5 becomes 0, disgust 1 becomes 2."""
+    dataset = load_dataset("fer2013", small_fer2013, "all", classes=RAFDB_ORDER)
+    assert [c.value for c in dataset.classes] == RAFDB_ORDER
+    assert dataset.labels.tolist() == [5, 3, 6, 4, 0, 2]
+    assert dataset.native_labels.tolist() == [0, 3, 6, 4, 5, 1]
+    assert dataset.class_counts()["happiness"] == 1
+
+
+def test_classes_with_aliases_and_extra_classes_are_accepted(small_fer2013):
+    classes = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "contempt"]
+    dataset = load_dataset("fer2013", small_fer2013, "PublicTest", classes=classes)
+    assert dataset.labels.tolist() == [6, 4] and len(dataset.classes) == 8
+
+
+def test_classes_lacking_one_of_the_data_sets_is_an_error_naming_it(small_fer2013):
+    with pytest.raises(OpenferError, match=r"lacks: \['disgust'\]; data set 'fer2013' has "
+                                           "fixed classes"):
+        load_dataset("fer2013", small_fer2013, "all", classes=[c for c in RAFDB_ORDER
+                                                                if c != "disgust"])
+
+
 def test_gzip_is_detected_by_content_not_name(tmp_path):
     path = write_fer2013_csv(tmp_path / "fer2013.csv", SIX_ROWS, compress=True)
     assert len(load_dataset("fer2013", path, "Training")) == 2

@@ -145,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the data set's own split name (FER2013: Training, PublicTest, "
                                "PrivateTest; folder: a sub-folder, or all; CK+, JAFFE, FERG: "
                                "train or test, with --option fold=K)")
-    evaluate.add_argument("--classes", help="comma-separated class list for numbered folders")
+    evaluate.add_argument("--classes", help="comma-separated class list: the emotions of numbered "
+                          "folders (folder i is class i); for other data sets, the order "
+                          "to re-index their labels into, by name")
     evaluate.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                           help="a reader option (e.g. images=original for rafdb); repeatable")
     evaluate.add_argument("--batch-size", type=int, default=256)
@@ -218,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dataset", required=True, help=f"the reader: {', '.join(DATASET_NAMES)}")
     data.add_argument("--root", required=True, help="the data set's file or folder")
     data.add_argument("--split", default="all", help="the data set's own split name")
-    data.add_argument("--classes", help="comma-separated class list for numbered folders")
+    data.add_argument("--classes", help="comma-separated class list: the emotions of numbered "
+                      "folders (folder i is class i); for other data sets, the order to "
+                      "re-index their labels into, by name")
     data.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                       help="a reader option (e.g. images=original for rafdb); repeatable")
     data.add_argument("--size", type=int, default=48, help="face side in pixels (default 48)")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import OpenferError
-from .dataset import ArrayFaceDataset, FaceDataset, ImageFileDataset
+from .dataset import ArrayFaceDataset, FaceDataset, ImageFileDataset, with_classes
 
 __all__ = ["ArrayFaceDataset", "FaceDataset", "ImageFileDataset", "DATASETS", "load_dataset"]
 
@@ -61,7 +61,8 @@ def load_dataset(name: str, root: str | Path, split: str = "all", *,
     """Read one split of a data set, with faces converted to ``image_size`` and ``channels``.
 
     ``options`` go to the reader (e.g. ``align=True`` for AffectNet, ``images="original"`` or
-    ``attributes=True`` for RAF-DB).
+    ``attributes=True`` for RAF-DB). ``classes`` (names, in index order) names a folder's
+    classes; for data sets with fixed labels it re-indexes them into that order, by name.
     """
     try:
         reader = DATASETS[name.lower()]
@@ -70,6 +71,11 @@ def load_dataset(name: str, root: str | Path, split: str = "all", *,
             from None
     dataset = reader(root, split, image_size=tuple(image_size or (48, 48)),
                      channels=channels or 1, classes=classes, **options)
+    if classes:
+        # Readers of data sets with fixed labels (all but the folder's) ignore ``classes``:
+        # their labels are re-indexed into its order here, by name.
+        dataset = with_classes(dataset, classes, advice=f"data set {name!r} has fixed classes; "
+                               "list all of them (in any order) or none")
     if isinstance(dataset, ArrayFaceDataset) and (image_size or channels):
         dataset = dataset.converted(image_size, channels)
     return dataset

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import DataFormatError, OpenferError
-from ..labels import Emotion, LabelSet
+from ..labels import Emotion, LabelSet, emotions_from_names, index_mapping
 from . import images as imageio
 
 
@@ -86,6 +86,41 @@ class FaceDataset(torch.utils.data.Dataset):
             lines.append(f"  ... and {len(self.problems) - limit} more such files "
                          "(dataset.problems lists them all)")
         return lines
+
+
+#: Per-sample targets with one column per class, re-indexed with the labels.
+PER_CLASS_TARGETS = ("label_distribution",)
+
+
+def with_classes(dataset: FaceDataset, classes: Sequence[str | Emotion], *,
+                 advice: str = "pass classes that include them, or none") -> FaceDataset:
+    """``dataset`` with its labels (and per-class targets) re-indexed into the order of
+    ``classes``, matched by emotion name (``"happy"`` is ``happiness``); changed in place.
+
+    ``classes`` may name more classes than the data set has (they get no samples); a class of the
+    data set missing from ``classes`` is an error that names it, followed by ``advice``.
+    """
+    try:
+        wanted = emotions_from_names(classes)
+    except ValueError as e:
+        raise OpenferError(f"{dataset.name}: classes {list(classes)}: {e}") from None
+    if tuple(dataset.classes) == wanted:
+        return dataset
+    mapping = index_mapping(dataset.classes, wanted)
+    missing = [c.value for c, i in zip(dataset.classes, mapping) if i is None]
+    if missing:
+        raise OpenferError(f"{dataset.name} has classes that {[e.value for e in wanted]} lacks: "
+                           f"{missing}; {advice}")
+    index = np.array(mapping, dtype=np.int64)
+    dataset.labels = np.where(dataset.labels >= 0, index[np.maximum(dataset.labels, 0)], -1)
+    for name in PER_CLASS_TARGETS:
+        if name in dataset.targets:
+            old = np.asarray(dataset.targets[name])
+            new = np.zeros((len(old), len(wanted)), old.dtype)
+            new[:, index] = old
+            dataset.targets[name] = new
+    dataset.classes = wanted
+    return dataset
 
 
 class ArrayFaceDataset(FaceDataset):

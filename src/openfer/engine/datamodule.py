@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..data import load_dataset
-from ..data.dataset import ArrayFaceDataset, FaceDataset
+from ..data.dataset import ArrayFaceDataset, FaceDataset, with_classes
 from ..errors import OpenferError
 from ..models.meta import ModelMeta
 
@@ -193,35 +193,15 @@ def _distribution(dataset: FaceDataset, name: str, values) -> torch.Tensor:
     return torch.from_numpy(values)
 
 
-#: Per-sample targets with one column per class, re-indexed with the labels.
-PER_CLASS_TARGETS = ("label_distribution",)
-
-
 def to_model_classes(dataset: FaceDataset, model_classes: tuple[str, ...]) -> FaceDataset:
     """Re-index a data set's labels (and per-class targets) into the model's class order,
-    matching by emotion name.
+    matching by emotion name (:func:`~openfer.data.dataset.with_classes`).
 
     A data set whose class order differs from the model's (RAF-DB vs FER2013, say) is never fed
     by position; a class the model lacks is an error.
     """
-    names = [e.value for e in dataset.classes]
-    missing = [n for n in names if n not in model_classes]
-    if missing:
-        raise OpenferError(f"{dataset.name} has classes the model lacks: {missing}; set "
-                           "model.args.classes to the data set's classes")
-    if tuple(names) == tuple(model_classes):
-        return dataset
-    index = np.array([model_classes.index(n) for n in names], dtype=np.int64)
-    dataset.labels = index[dataset.labels]
-    for name in PER_CLASS_TARGETS:
-        if name in dataset.targets:
-            old = np.asarray(dataset.targets[name])
-            new = np.zeros((len(old), len(model_classes)), old.dtype)
-            new[:, index] = old
-            dataset.targets[name] = new
-    from ..labels import emotions_from_names
-    dataset.classes = emotions_from_names(model_classes)
-    return dataset
+    return with_classes(dataset, model_classes,
+                        advice="set model.args.classes to the data set's classes")
 
 
 def stratified_subset(dataset: ArrayFaceDataset, limit: int, seed: int) -> ArrayFaceDataset:
