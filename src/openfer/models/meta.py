@@ -50,7 +50,8 @@ class ModelMeta:
     #: int8 inference (:mod:`openfer.models.quantize`): the activations' calibrated scales and
     #: the check against fp32 (``scripts/check_precision.py --precision int8``): ``{"scheme",
     #: "torch", "weights" (SHA-256 of the weights it holds for), "weight_bits" (7; 8 where
-    #: absent), "faces", "calibration", "input", "activations", "check": {"split", "n",
+    #: absent), "float_layers" (kept in fp32: the classifier head; none where absent), "faces",
+    #: "calibration", "input", "activations", "check": {"split", "n",
     #: "top1_agreement", "accuracy_fp32", "accuracy_int8"}}``. Only models that carry it run in
     #: int8, under ``precision="int8"`` or, on x86 CPUs with AVX2 (without AMX), ``"auto"``.
     int8: dict[str, Any] | None = None
