@@ -156,9 +156,10 @@ _META = ModelMeta("fmpn", classes=CKPLUS_CLASSES, input_size=(299, 299), channel
 def fmpn(num_classes: int = 7, classes=None, classifier: str = "inception_v3",
          classifier_args: dict | None = None, generator_width: int = 64, n_blocks: int = 4,
          input_size: int | None = None) -> nn.Module:
-    """FMPN with the paper's Inception-v3 (27,841,256 parameters for 7 classes) or any
-    registered classifier (``classifier_args`` go to it; its input size is FMPN's unless
-    ``input_size`` is given)."""
+    """FMPN: mask generator + Inception-v3 (27,841,256 params for 7 classes) or any classifier.
+
+    ``classifier`` is any registered classifier (``classifier_args`` go to it; its input size is
+    FMPN's unless ``input_size`` is given)."""
     classes = tuple(classes) if classes else (CKPLUS_CLASSES if num_classes == 7 else None)
     count = len(classes) if classes else num_classes
     args = dict(classifier_args or {})
