@@ -102,9 +102,10 @@ def int8_unit() -> str | None:
 def int8_keeps_answers(weight_bits: int) -> bool:
     """Whether oneDNN's int8 kernels here keep the answers of a model quantised with
     ``weight_bits``-bit weights (:mod:`openfer.models.quantize`). Measured, the default on all
-    of PublicTest, top labels kept against fp32, 8-bit / 7-bit weights: VNNI 99.14 / 99.19 %,
-    AVX2 99.19 / 99.16 %, AVX-512 without VNNI **91.25** / 99.19 % (its 16-bit sums saturate
-    with 8-bit weights). False where :func:`int8_unit` is None."""
+    of PublicTest, top labels kept against fp32, 8-bit / 7-bit weights (head in int8): VNNI
+    99.14 / 99.19 %, AVX2 99.19 / 99.16 %, AVX-512 without VNNI **91.25** / 99.19 % (its 16-bit
+    sums saturate with 8-bit weights); 7-bit with the head in fp32, as shipped: 99.25 / 99.11 /
+    99.25 %. False where :func:`int8_unit` is None."""
     unit = int8_unit()
     return unit is not None and (unit != "AVX-512" or weight_bits <= 7)
 
