@@ -103,6 +103,20 @@ def test_predict_reads_kaggles_unlabelled_test_csv(weights, tmp_path, capsys):
     assert all(r["label"] in openfer.create_model("deep_emotion").meta.classes for r in records)
 
 
+def test_predict_on_a_folder_without_images_says_why_nothing_was_read(weights, tmp_path, capsys):
+    """A folder of class sub-folders (``happy/*.jpg``) read without --recursive yields nothing:
+    the note says to add it; a folder with no image at all says files go by extension."""
+    (tmp_path / "photos" / "happy").mkdir(parents=True)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no faces here")
+    for folder, note in (("photos", "it has sub-folders: add --recursive"),
+                         ("empty", "files are recognised by extension")):
+        assert main(["predict", str(tmp_path / folder), "--model", str(weights),
+                     "--no-detect"]) == 1
+        err = capsys.readouterr().err
+        assert f"{tmp_path / folder}: no images or videos in it" in err and note in err
+
+
 @pytest.mark.parametrize("command", [["train", "--recipe", "fernet_m_fer2013"],
                                      ["cv", "--recipe", "fmpn_ckplus", "--output", "cv"]])
 def test_training_without_the_train_extra_names_the_extra(command, monkeypatch, capsys):

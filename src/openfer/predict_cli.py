@@ -98,6 +98,8 @@ def run_predict(args, device: str) -> int:
         stats["inputs"] += 1
         _run_video(recognizer, args.camera, args, emit, stats, annotated)
     inputs = collect_inputs(args.paths, args.recursive)
+    for note in _empty_folders(args.paths, inputs, args.recursive):
+        print(f"openfer: {note}", file=sys.stderr)
     tables = [p for p in inputs if _is_face_table(p)]
     inputs = [p for p in inputs if p not in tables]
     for table in tables:
@@ -132,6 +134,22 @@ def run_predict(args, device: str) -> int:
     if stats["read"] + stats["frames"] == 0:
         return 1
     return 1 if args.strict and errors else 0
+
+
+def _empty_folders(paths, inputs: list[Path], recursive: bool) -> list[str]:
+    """A note for each folder given that yielded no image or video, with what to do."""
+    notes = []
+    for raw in paths:
+        folder = Path(raw)
+        if not folder.is_dir() or any(p.is_relative_to(folder) for p in inputs):
+            continue
+        if not recursive and any(p.is_dir() for p in folder.iterdir()):
+            notes.append(f"{folder}: no images or videos in it; it has sub-folders: add "
+                         "--recursive to read them")
+        else:
+            notes.append(f"{folder}: no images or videos in it (files are recognised by "
+                         "extension: .jpg, .png, .mp4 and the like)")
+    return notes
 
 
 def _is_face_table(path: Path) -> bool:
