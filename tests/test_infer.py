@@ -7,6 +7,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import openfer
@@ -128,6 +129,27 @@ def test_aligned_face_without_detection(model_file):
         pytest.skip(f"{path} not found")
     result = Recognizer(model_file, detector="none").predict(path)[0]
     assert len(result.faces) == 1 and result.faces[0].box == [0.0, 0.0, 112.0, 112.0]
+
+
+def test_an_ensemble_predicts_the_mean_of_its_members_probabilities(tmp_path, capsys):
+    """``Recognizer([a, b])`` and ``openfer predict --model a --model b``: the mean of the two
+    models' probabilities, face by face (as ``openfer eval`` with two models)."""
+    torch.manual_seed(0)
+    a = save_weights(openfer.create_model("fernet_s"), tmp_path / "a.safetensors")
+    b = save_weights(openfer.create_model("fernet_s"), tmp_path / "b.safetensors")
+    faces = np.random.default_rng(0).integers(0, 256, (5, 48, 48, 1), dtype=np.uint8)
+    single = [Recognizer(m, detector="none", precision="fp32").classify(faces) for m in (a, b)]
+    both = Recognizer([a, b], detector="none", precision="fp32")
+    assert both.meta.architecture.startswith("ensemble(")
+    np.testing.assert_allclose(both.classify(faces), (single[0] + single[1]) / 2, atol=1e-5)
+    cv2.imwrite(str(tmp_path / "face.png"), faces[0])
+    assert main(["predict", str(tmp_path / "face.png"), "--model", str(a), "--model", str(b),
+                 "--no-detect", "--precision", "fp32", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    expected = (single[0][0] + single[1][0]) / 2
+    np.testing.assert_allclose(list(record["scores"].values()), expected, atol=1e-4)
+    with pytest.raises(openfer.OpenferError, match="not .onnx files"):
+        Recognizer([a, tmp_path / "c.onnx"], detector="none")
 
 
 def test_rgb_bgr_arrays_and_pil_images_agree(group6, model_file):

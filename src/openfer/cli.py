@@ -164,8 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     predict.add_argument("paths", nargs="*", metavar="PATH",
                          help="image files, video files or folders")
-    predict.add_argument("--model", default="default",
-                         help="shipped name, .safetensors or .onnx file (default: default)")
+    predict.add_argument("--model", action="append",
+                         help="shipped name, .safetensors or .onnx file, or a training run's "
+                              "directory (default: default); repeat it to predict with the "
+                              "ensemble (mean of the probabilities; torch models)")
     predict.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     predict.add_argument("--camera", type=int, metavar="N", help="read camera number N")
     predict.add_argument("--every", type=int, default=1, metavar="N",

@@ -127,11 +127,13 @@ class FaceScorer(torch.nn.Module):
 
 
 class Recognizer:
-    """Detect, align and classify faces with one model.
+    """Detect, align and classify faces with one model (or an ensemble).
 
-    ``model``: a shipped name (``default``), a ``.safetensors`` file, an ``.onnx`` file, or a model
-    object with ``meta``. ``detector``: ``auto``, ``yunet``, ``mtcnn``, ``haar`` or ``none`` (each
-    input is one pre-cropped face). ``backend``: ``torch`` or ``onnx`` (onnxruntime; a torch model
+    ``model``: a shipped name (``default``), a ``.safetensors`` file, an ``.onnx`` file, a model
+    object with ``meta``, or a list of names and files: their ensemble (the mean of their
+    probabilities, :mod:`openfer.models.ensemble`; members must read the same input).
+    ``detector``: ``auto``, ``yunet``, ``mtcnn``, ``haar`` or ``none`` (each input is one
+    pre-cropped face). ``backend``: ``torch`` or ``onnx`` (onnxruntime; a torch model
     is exported on the fly). ``tta``: test-time augmentation, ``"flip"`` (or True: average with
     the mirrored face) or ``"shifts"`` (18 views; :mod:`openfer.tta`). ``threads``: CPU
     threads for inference (onnxruntime session; for torch, ``torch.set_num_threads``).
@@ -172,6 +174,12 @@ class Recognizer:
             self.model = OnnxClassifier(model, threads=threads)
             self.backend = "onnx"
         else:
+            if isinstance(model, (list, tuple)):
+                if any(str(m).endswith(".onnx") for m in model):
+                    raise OpenferError("an ensemble is built from torch models (.safetensors "
+                                       "files, run directories, shipped names), not .onnx files")
+                from .models.ensemble import load_ensemble
+                model = load_ensemble(list(model))
             torch_model = load_model(model) if isinstance(model, (str, Path)) else model
             if backend == "onnx":
                 self.model = _onnx_from_torch(torch_model, threads)
