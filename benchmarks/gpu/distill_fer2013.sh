@@ -10,7 +10,9 @@
 #   TEACHERS      the teachers' seeds (default "0 1 2"), one run "teacher<seed>" each
 #   TEACHER_ARGS  overrides for every teacher (e.g. augment.erasing=0.5)
 #   EXTRA_TEACHERS  weight files of teachers trained elsewhere (carried in .gpu/), joining the
-#                 ensemble and the students' teachers (e.g. the 100-epoch CPU teacher, 71.0 % TTA)
+#                 ensemble and the students' teachers (e.g. a 100-epoch CPU teacher: seed 3,
+#                 71.0 % with flip TTA, is gone; seed 4, 70.8 %, is in /work/runs on the machine
+#                 of sessions 13-15 as fernet_l_fer2013_s4_e100/best.safetensors, 19 MB)
 #   STUDENTS      the student models (fernet_<x>, default "s m"), each run "<x>_e<epochs>"
 #   STUDENT_ARGS  overrides for every student (e.g. data.batch_size=256 optimizer.lr=0.1)
 #   EXTRA         overrides for every run (e.g. data.limit_train=512 for a dry run on a CPU)
