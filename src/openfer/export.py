@@ -120,7 +120,8 @@ def _quantize_int8(source: Path, target: Path, meta, calibration, size: int) -> 
     inputs = calibration_inputs(meta, calibration, size)
     import onnx
 
-    batch_dim = onnx.load(str(source)).graph.input[0].type.tensor_type.shape.dim[0]
+    graph = onnx.load(str(source)).graph
+    batch_dim = graph.input[0].type.tensor_type.shape.dim[0]
     step = batch_dim.dim_value or min(64, len(inputs))   # a fixed-batch export takes only that
 
     class Reader(CalibrationDataReader):
@@ -139,20 +140,18 @@ def _quantize_int8(source: Path, target: Path, meta, calibration, size: int) -> 
                         per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, reduce_range=True,   # see module doc
                         calibrate_method=CalibrationMethod.Percentile,
-                        nodes_to_exclude=output_nodes(source))
+                        nodes_to_exclude=output_nodes(graph))
 
 
 #: ONNX operators of a classifier head (a linear layer: ``Gemm``, or ``MatMul`` then ``Add``).
 HEAD_OPS = ("Gemm", "MatMul", "Add")
 
 
-def output_nodes(path: Path) -> list[str]:
-    """The names of the linear-layer nodes that compute an ONNX model's outputs (its classifier
-    head), walking back through ``Add`` to its ``MatMul``: kept in fp32 by int8 quantisation, so
-    that the logits are not rounded to a calibrated grid (see the module doc)."""
-    import onnx
-
-    graph = onnx.load(str(path)).graph
+def output_nodes(graph) -> list[str]:
+    """The names of the linear-layer nodes that compute the outputs of an ONNX ``graph``
+    (``onnx.load(path).graph``; its classifier head), walking back through ``Add`` to its
+    ``MatMul``: kept in fp32 by int8 quantisation, so that the logits are not rounded to a
+    calibrated grid (see the module doc)."""
     producer = {out: node for node in graph.node for out in node.output}
     found: list[str] = []
     pending = [producer[o.name] for o in graph.output if o.name in producer]
