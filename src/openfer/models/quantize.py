@@ -99,7 +99,7 @@ def output_layers(model: nn.Module) -> list[str]:
     return found
 
 
-def _qconfig(activation_observer, bits: int, float_layers: Iterable[str] = ()):
+def _qconfig(activation_observer, bits: int, fp32_layers: Iterable[str] = ()):
     from torch.ao.quantization import QConfig, QConfigMapping
     from torch.ao.quantization.observer import PerChannelMinMaxObserver
 
@@ -107,14 +107,14 @@ def _qconfig(activation_observer, bits: int, float_layers: Iterable[str] = ()):
         dtype=torch.qint8, qscheme=torch.per_channel_symmetric,
         quant_min=-(1 << (bits - 1)), quant_max=(1 << (bits - 1)) - 1)
     mapping = QConfigMapping().set_global(QConfig(activation=activation_observer, weight=weight))
-    for name in float_layers:
+    for name in fp32_layers:
         mapping.set_module_name(name, None)
     return mapping
 
 
 def _prepare(model: nn.Module, activation_observer, bits: int,
-             float_layers: Iterable[str] = ()) -> tuple[Any, str]:
-    """The model with observers inserted (FX), ``float_layers`` left in fp32, and the name of the
+             fp32_layers: Iterable[str] = ()) -> tuple[Any, str]:
+    """The model with observers inserted (FX), ``fp32_layers`` left in fp32, and the name of the
     input's observer."""
     from torch.ao.quantization.quantize_fx import prepare_fx
 
@@ -123,7 +123,7 @@ def _prepare(model: nn.Module, activation_observer, bits: int,
     with warnings.catch_warnings(), _no_stack_traces():
         warnings.simplefilter("ignore")     # FX mode's deprecation notices (torch pinned < 2.14)
         prepared = prepare_fx(copy.deepcopy(model).eval(),
-                              _qconfig(activation_observer, bits, float_layers),
+                              _qconfig(activation_observer, bits, fp32_layers),
                               example_inputs=(example,))
     placeholder = next(n for n in prepared.graph.nodes if n.op == "placeholder")
     observer = next((n.target for n in placeholder.users if n.op == "call_module"
