@@ -32,6 +32,7 @@ def main() -> None:
 
     from openfer.data import load_dataset
     from openfer.evaluate import evaluate
+    from openfer.metrics import headline
 
     summary = json.loads((args.run / "summary.json").read_text())
     recipe = yaml.safe_load((args.run / "recipe.yaml").read_text())
@@ -41,21 +42,22 @@ def main() -> None:
                         image_size=model.meta.load_size, channels=model.meta.channels)
     keys = ("accuracy", "mean_class_accuracy", "macro_f1")
     plain, flipped = (evaluate(model, test, tta=t) for t in (False, True))
-    headline = {k: round(plain[k], 4) for k in keys}
-    headline.update(n=plain["n"], split=data["val_split"], tta_flip=False,
+    recorded = headline(plain)
+    recorded.update(split=data["val_split"], tta_flip=False,
                     with_flip_tta={k: round(flipped[k], 4) for k in keys})
     workspace = str(Path(__file__).resolve().parents[2])          # the folder beside ../shared
     command = (summary["command"].replace(f"{workspace}/shared/", "../shared/")
                .replace(f"{workspace}/runs/", "runs/"))
     model.meta = model.meta.replace(
-        metrics={"fer2013": headline}, license=LICENSE,
+        metrics={"fer2013": recorded}, license=LICENSE,
         training_data="FER2013 Training (28,709 faces); model selected on PublicTest",
         command=command,
         notes=(model.meta.notes or "") + f"; trained {summary['epochs']} epochs in "
               f"{summary['wall_seconds'] / 60:.0f} min on {summary['machine']} "
               f"({summary['torch_threads']} torch threads)")
     path = save_weights(model, PACKAGE_WEIGHTS / f"{args.name}.safetensors")
-    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} kB): {headline}")
+    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} kB): "
+          f"{ {k: v for k, v in recorded.items() if k != 'per_class'} }")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from openfer.engine.checkpointing import read_checkpoint
 from openfer.engine.recipe import load_recipe
 from openfer.engine.train import train
+from openfer.models.registry import load_model
 
 pytestmark = pytest.mark.slow
 QUIET = ["trainer.progress_bar=false"]
@@ -34,6 +35,12 @@ def test_short_training_learns_on_real_faces(fer2013_csv, tmp_path):
     assert summary["metrics"]["accuracy"] > 0.36, summary["metrics"]
     assert summary["metrics"]["n"] == 600
     assert (tmp_path / "best.safetensors").is_file() and (tmp_path / "metrics.json").is_file()
+    # The weights' metadata says on what, how (flip TTA or not) and per class (the model card).
+    recorded = load_model(tmp_path).meta.metrics["fer2013"]
+    assert recorded["split"] == "PublicTest" and recorded["accuracy"] == pytest.approx(
+        summary["metrics"]["accuracy"], abs=1e-4)
+    assert recorded["tta_flip"] is bool(load_recipe("deep_emotion_fer2013")["trainer"]["tta_flip"])
+    assert sum(row["support"] for row in recorded["per_class"].values()) == 600
     # A checkpoint exports to the same weights the run exported (for runs stopped early).
     from openfer.cli import main
     assert main(["export", "--model", str(tmp_path / "checkpoints" / "best.ckpt"),

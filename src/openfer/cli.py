@@ -253,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("recipes", help="list shipped training recipes")
 
+    card = commands.add_parser("card", help="the model card of trained weights: what they are, "
+                               "how they were trained and measured, intended use, limitations")
+    card.add_argument("model", nargs="?", default="default",
+                      help="shipped name, .safetensors file or run directory (default: default)")
+    card.add_argument("--json", action="store_true",
+                      help="the card's facts as JSON (file, digest, parameters, all metadata)")
+
     serve = commands.add_parser("serve", help="web service and web page (needs the [serve] "
                                 "extra)", epilog=EXAMPLES["serve"],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -464,6 +471,17 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_card(args) -> int:
+    from .model_card import card_facts, render
+
+    facts = card_facts(args.model)
+    if args.json:
+        print(json.dumps(facts, indent=2))
+    else:
+        sys.stdout.write(render(facts))
+    return 0
+
+
 def cmd_recipes(args) -> int:
     import yaml
 
@@ -537,7 +555,8 @@ def cmd_serve(args) -> int:
 
 COMMANDS = {"serve": cmd_serve, "train": cmd_train, "cv": cmd_cv, "eval": cmd_eval,
             "predict": cmd_predict, "export": cmd_export,
-            "models": cmd_models, "recipes": cmd_recipes, "data": cmd_data, "bench": cmd_bench}
+            "models": cmd_models, "card": cmd_card, "recipes": cmd_recipes, "data": cmd_data,
+            "bench": cmd_bench}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -51,6 +51,17 @@ def classification_report(y_true: Sequence[int], y_pred: Sequence[int],
     }
 
 
+def headline(report: dict, digits: int = 4) -> dict:
+    """What a weight file's metadata keeps of a :func:`classification_report` (rounded): the
+    three headline metrics, ``n``, and per class precision, recall, F1 and support."""
+    keep = {k: round(report[k], digits) for k in ("accuracy", "mean_class_accuracy", "macro_f1")}
+    keep["n"] = report["n"]
+    keep["per_class"] = {name: {k: (v if k == "support" else round(v, digits))
+                                for k, v in row.items()}
+                         for name, row in report["per_class"].items()}
+    return keep
+
+
 def format_report(report: dict) -> str:
     """A readable table of a :func:`classification_report`."""
     lines = [f"n = {report['n']}",

@@ -34,6 +34,7 @@ from ..checkpoint import save_weights
 from ..errors import OpenferError
 from ..evaluate import evaluate
 from ..fileio import atomic_write_bytes, atomic_write_text
+from ..metrics import headline
 from ..models.registry import create_model
 from .checkpointing import AtomicCheckpointIO, find_resume_checkpoint, read_checkpoint
 from .datamodule import FaceDataModule
@@ -323,9 +324,8 @@ def _finish(recipe, run_dir, checkpoints, datamodule, trainer, throughput, wall,
         report = evaluate(best, datamodule.val_set, batch_size=data["eval_batch_size"],
                           tta=bool(recipe["trainer"]["tta_flip"]))
         report["split"] = data["val_split"]
-        headline = {k: report[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1", "n")}
-        best.meta = best.meta.replace(metrics={data["dataset"]: {**headline,
-                                                                 "split": data["val_split"]}})
+        best.meta = best.meta.replace(metrics={data["dataset"]: {
+            **headline(report), "split": data["val_split"], "tta_flip": report["tta_flip"]}})
         atomic_write_text(run_dir / "metrics.json", json.dumps(report, indent=2))
     save_weights(best, run_dir / "best.safetensors")
     best_epoch = read_checkpoint(best_path)["epoch"]

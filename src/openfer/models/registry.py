@@ -102,9 +102,16 @@ def load_model(name_or_path: str | Path, map_location: str | torch.device = "cpu
 
     Shipped weights live inside the package (``openfer/weights/*.safetensors``); ``default``
     names the default expression model. Every command that takes a model (``predict``, ``eval``,
-    ``export``, ``model.init``, ``distill.teachers``) resolves it here.
+    ``export``, ``card``, ``model.init``, ``distill.teachers``) resolves it here.
     """
-    from ..checkpoint import load_weights, shipped_weights
+    from ..checkpoint import load_weights
+
+    return load_weights(weights_path(name_or_path), map_location=map_location)
+
+
+def weights_path(name_or_path: str | Path) -> Path:
+    """The weight file :func:`load_model` reads for ``name_or_path`` (not checked further)."""
+    from ..checkpoint import shipped_weights
 
     path = Path(name_or_path)
     if path.is_dir():
@@ -112,14 +119,14 @@ def load_model(name_or_path: str | Path, map_location: str | torch.device = "cpu
             raise OpenferError(f"{path} is a directory without best.safetensors: a model is a "
                                ".safetensors file, a training run's directory or a shipped name "
                                f"({_available(shipped_weights())})")
-        path = path / "best.safetensors"
+        return path / "best.safetensors"
     if path.suffix == ".safetensors" or path.exists():
-        return load_weights(path, map_location=map_location)
+        return path
     shipped = shipped_weights()
     available = _available(shipped)
     key = str(name_or_path)
     if key in shipped:
-        return load_weights(shipped[key], map_location=map_location)
+        return shipped[key]
     if key in list_models():
         raise OpenferError(f"{key!r} is an architecture without shipped weights (shipped: "
                            f"{available}); use openfer.create_model({key!r}) for an untrained "
