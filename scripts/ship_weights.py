@@ -27,6 +27,9 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("name")
     parser.add_argument("--weights", default="best.safetensors")
+    parser.add_argument("--command-note", default="",
+                        help="appended to the recorded command as a shell comment: how the "
+                             "run's inputs (teachers, an init) were made")
     args = parser.parse_args()
     import yaml
 
@@ -48,13 +51,17 @@ def main() -> None:
     workspace = str(Path(__file__).resolve().parents[2])          # the folder beside ../shared
     command = (summary["command"].replace(f"{workspace}/shared/", "../shared/")
                .replace(f"{workspace}/runs/", "runs/"))
+    if args.command_note:
+        command += f"  # {args.command_note}"
     model.meta = model.meta.replace(
         metrics={"fer2013": recorded}, license=LICENSE,
         training_data="FER2013 Training (28,709 faces); model selected on PublicTest",
         command=command,
-        notes=(model.meta.notes or "") + f"; trained {summary['epochs']} epochs in "
-              f"{summary['wall_seconds'] / 60:.0f} min on {summary['machine']} "
-              f"({summary['torch_threads']} torch threads)")
+        notes=(model.meta.notes or "") + f"; trained {summary['epochs']} epochs "
+              + (f"(resumed: its last stretch took {summary['wall_seconds'] / 60:.0f} min)"
+                 if summary.get("resumed_from") else
+                 f"in {summary['wall_seconds'] / 60:.0f} min")
+              + f" on {summary['machine']} ({summary['torch_threads']} torch threads)")
     path = save_weights(model, PACKAGE_WEIGHTS / f"{args.name}.safetensors")
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} kB): "
           f"{ {k: v for k, v in recorded.items() if k != 'per_class'} }")
