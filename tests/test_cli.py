@@ -82,7 +82,13 @@ def test_training_on_bad_data_writes_nothing(tmp_path, capsys):
 
 def test_models_and_recipes_list(capsys):
     assert main(["models"]) == 0
-    assert "deep_emotion_paper" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "deep_emotion_paper" in out
+    from openfer.checkpoint import DEFAULT_MODEL
+    line = next(line for line in out.splitlines() if line.startswith("  default "))
+    accuracy = openfer.load_model("default").meta.metrics["fer2013"]["accuracy"]
+    assert f"{100 * accuracy:.2f} % fer2013 PublicTest" in line, line
+    assert line.endswith(f"(= {DEFAULT_MODEL})"), line
     assert main(["recipes"]) == 0
     assert "deep_emotion_fer2013" in capsys.readouterr().out
 

@@ -467,8 +467,25 @@ def cmd_models(args) -> int:
         meta = entry.meta
         print(f"{name:<24} {meta.channels}x{meta.input_size[0]}x{meta.input_size[1]}  "
               f"{entry.description}")
-    print("\nshipped weights: " + (", ".join(weights) or "none"))
+    print("\nshipped weights (openfer card NAME for the whole card):" if weights else
+          "\nshipped weights: none")
+    for name in weights:
+        print("  " + _shipped_line(name))
     return 0
+
+
+def _shipped_line(name: str) -> str:
+    """One line on shipped weights: file, architecture, size, first recorded metric."""
+    from .checkpoint import read_header, shipped_weights
+
+    path = shipped_weights()[name]
+    header = read_header(path)
+    text = f"{name:<27} {header['architecture']:<13} {path.stat().st_size / 1e6:4.1f} MB"
+    for dataset, row in (header["meta"].get("metrics") or {}).items():
+        if "accuracy" in row:
+            text += f"  {100 * row['accuracy']:.2f} % {dataset} {row.get('split', '')}"
+        break
+    return text + (f"  (= {path.stem})" if path.stem != name else "")
 
 
 def cmd_card(args) -> int:
