@@ -30,7 +30,7 @@ def test_the_repositorys_model_card_is_the_shipped_defaults():
 
 
 def test_the_default_card_states_what_a_user_must_know():
-    card = model_card("default")
+    card = openfer.model_card("default")
     meta = openfer.load_model("default").meta
     assert "0 anger, 1 disgust, 2 fear, 3 happiness, 4 sadness, 5 surprise, 6 neutral" in card
     assert "1×48×48 grayscale, (pixel / 255 − 0.5) / 0.25" in card

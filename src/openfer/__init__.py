@@ -10,6 +10,7 @@
 
 from .errors import DataFormatError, OpenferError, RecipeError
 from .labels import Emotion
+from .model_card import model_card
 from .models.registry import create_model, list_models, load_model
 
 
@@ -24,5 +25,4 @@ def __getattr__(name: str):
 __version__ = "0.1.0"
 
 __all__ = ["Emotion", "Recognizer", "OpenferError", "DataFormatError", "RecipeError",
-           "create_model",
-           "list_models", "load_model", "__version__"]
+           "create_model", "list_models", "load_model", "model_card", "__version__"]
