@@ -34,8 +34,7 @@ def main() -> None:
     import yaml
 
     from openfer.data import load_dataset
-    from openfer.evaluate import evaluate
-    from openfer.metrics import headline
+    from openfer.evaluate import recorded_metrics
 
     summary = json.loads((args.run / "summary.json").read_text())
     recipe = yaml.safe_load((args.run / "recipe.yaml").read_text())
@@ -43,11 +42,7 @@ def main() -> None:
     data = recipe["data"]
     test = load_dataset(data["dataset"], data["root"], data["val_split"],
                         image_size=model.meta.load_size, channels=model.meta.channels)
-    keys = ("accuracy", "mean_class_accuracy", "macro_f1")
-    plain, flipped = (evaluate(model, test, tta=t) for t in (False, True))
-    recorded = headline(plain)
-    recorded.update(split=data["val_split"], tta_flip=False,
-                    with_flip_tta={k: round(flipped[k], 4) for k in keys})
+    recorded = recorded_metrics(model, test, data["val_split"])
     workspace = str(Path(__file__).resolve().parents[2])          # the folder beside ../shared
     command = (summary["command"].replace(f"{workspace}/shared/", "../shared/")
                .replace(f"{workspace}/runs/", "runs/"))

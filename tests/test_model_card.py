@@ -77,3 +77,20 @@ def test_openfer_card_prints_the_card_or_its_facts_as_json(tmp_path, capsys):
 def test_a_card_of_an_unknown_model_names_what_exists():
     with pytest.raises(OpenferError, match="shipped: .*default"):
         model_card("no_such_model")
+
+
+def test_recorded_metrics_feed_the_card_plain_and_flipped(small_fer2013, tmp_path):
+    from openfer.data import load_dataset
+    from openfer.evaluate import evaluate, recorded_metrics
+
+    model = openfer.create_model("deep_emotion")
+    test = load_dataset("fer2013", small_fer2013, "PublicTest")
+    recorded = recorded_metrics(model, test, "PublicTest")
+    assert recorded["accuracy"] == round(evaluate(model, test)["accuracy"], 4)
+    assert recorded["with_flip_tta"]["accuracy"] == round(
+        evaluate(model, test, tta=True)["accuracy"], 4)
+    assert recorded["tta_flip"] is False and recorded["split"] == "PublicTest"
+    assert sum(row["support"] for row in recorded["per_class"].values()) == recorded["n"] == 2
+    card = model_card(save_weights(model, tmp_path / "m.safetensors",
+                                   metrics={"fer2013": recorded}))
+    assert "| fer2013 PublicTest, with flip TTA | 2 |" in card and "| neutral | 1 |" in card

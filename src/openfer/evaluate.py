@@ -13,7 +13,7 @@ import torch
 from .data.dataset import FaceDataset
 from .data.transforms import to_model_input
 from .errors import OpenferError
-from .metrics import classification_report, regression_report
+from .metrics import classification_report, headline, regression_report
 from .tta import averaged, tta_mode
 
 
@@ -154,3 +154,14 @@ def evaluate(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 
     if heads:
         report["heads"] = heads
     return report
+
+
+def recorded_metrics(model: torch.nn.Module, dataset: FaceDataset, split: str) -> dict:
+    """What shipped weights record of their test split (``scripts/ship_weights.py``,
+    ``scripts/record_metrics.py``): the plain evaluation's headline metrics and per-class table
+    (:func:`openfer.metrics.headline`), and the headline with flip TTA."""
+    plain, flipped = (evaluate(model, dataset, tta=tta) for tta in (False, True))
+    recorded = headline(plain)
+    recorded.update(split=split, tta_flip=False, with_flip_tta={
+        k: v for k, v in headline(flipped).items() if k not in ("n", "per_class")})
+    return recorded
