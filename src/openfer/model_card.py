@@ -94,7 +94,8 @@ def render(facts: dict[str, Any]) -> str:
               f"| face crop | {_alignment(meta)} |",
               "| outputs | " + ", ".join(f"{i} {name}" for i, name in enumerate(meta["classes"]))
               + " (class index: name; softmax scores)"
-              + "".join(f", {name}" for name in meta.get("extra_outputs") or ()) + " |", "",
+              + ("; also " + ", ".join(meta["extra_outputs"]) if meta.get("extra_outputs")
+                 else "") + " |", "",
               "## Training", "",
               f"- Data: {meta.get('training_data') or 'not recorded'}.",
               f"- Recipe: `{meta['recipe']}`." if meta.get("recipe") else "- Recipe: not recorded.",
@@ -112,7 +113,7 @@ def render(facts: dict[str, Any]) -> str:
 
 def _input(meta: dict) -> str:
     height, width = meta["input_size"]
-    kind = "grayscale" if meta["channels"] == 1 else f"{meta['channels']} channels (RGB)"
+    kind = {1: "grayscale", 3: "RGB"}.get(meta["channels"], "channels")
     if meta["channels"] == 1:
         scaling = f"(pixel / 255 − {meta['mean'][0]:g}) / {meta['std'][0]:g}"
     else:
