@@ -191,6 +191,6 @@ def _precision_checks(meta: dict) -> list[str]:
                       f"{_percent(check['accuracy_fp32'])}).{scheme}")
     if not checks:
         return ["", "No reduced-precision check is recorded: `--precision auto` runs it in fp32."]
-    return ["", "Arithmetic `--precision auto` may choose (`scripts/check_precision.py`; a check "
-            "needs at least 99 % of the top labels kept and the accuracy within half a point):",
-            ""] + checks
+    return ["", "Reduced precision `--precision auto` may run it in, each checked against fp32 "
+            "by `scripts/check_precision.py` (at least 99 % of the top labels kept, accuracy "
+            "within half a point):", ""] + checks
