@@ -318,8 +318,9 @@ def test_auto_falls_back_with_a_warning_when_int8_cannot_be_built(monkeypatch):
 def test_check_precision_scores_a_model_by_class_name_not_position(fer2013_csv, tmp_path):
     """``scripts/check_precision.py`` on the default with its output classes in another order
     (RAF-DB's, as a multi-task model has them): the same network, so the same accuracy as the
-    default's (the PublicTest accuracy its metadata records). It compared indices before and would have reported a wrong accuracy
-    for any model whose classes are not in FER2013's order."""
+    default's (the PublicTest accuracy its metadata records). It compared indices before and
+    would have reported a wrong accuracy for any model whose classes are not in FER2013's
+    order."""
     import json
     import subprocess
     import sys

@@ -22,6 +22,8 @@ pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 import uvicorn  # noqa: E402
 
+import openfer  # noqa: E402
+from openfer.model_card import model_card  # noqa: E402
 from openfer.serve import ServeConfig, create_app  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -103,6 +105,19 @@ def test_health_readiness_models_and_docs(server):
         assert model["input_size"] == [48, 48] and model["detector"] == "yunet"
         assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
         assert client.get("/docs").status_code == 200
+        card = client.get("/v1/models/card")
+        assert card.headers["content-type"].startswith("text/markdown")
+        assert card.text == model_card("default")
+
+
+def test_a_model_without_a_card_says_so(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from openfer.export import export_onnx
+
+    onnx = export_onnx(openfer.load_model("fernet_s.fer2013"), tmp_path / "s.onnx")
+    with Server(_config(model=str(onnx), backend="onnx")) as s:
+        response = httpx.get(f"{s.url}/v1/models/card", timeout=30)
+    assert response.status_code == 404 and response.json()["error"]["code"] == "no_card"
 
 
 def test_multipart_upload_finds_the_six_faces_in_predict_json_records(server, group6):
@@ -298,6 +313,9 @@ def test_the_page_shows_boxes_labels_and_bars_for_every_face(server, group6):
             "return n;")
         assert drawn > 200
         assert "group6.jpg: 6 faces" in driver.find_element(By.ID, "status").text
+        driver.find_element(By.CSS_SELECTOR, "#card summary").click()
+        assert "Limitations and ethical considerations" in driver.find_element(
+            By.ID, "card-text").text
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(ARTIFACTS / "serve_page_group6.png"))
     finally:

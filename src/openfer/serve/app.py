@@ -6,6 +6,7 @@ Routes::
     POST /v1/predict   multipart upload (one or several files, any field name) or raw image
                        bytes; ``?detect=false`` treats each image as one pre-cropped face
     GET  /v1/models    the model's metadata (classes, input, metrics, training data, license)
+    GET  /v1/models/card  its model card (Markdown; :mod:`openfer.model_card`)
     GET  /v1/stats     requests, batches, mean batch size
     GET  /healthz      the process is alive
     GET  /readyz       the model is loaded and the queue has room (503 otherwise)
@@ -140,7 +141,7 @@ def create_app(config: ServeConfig | None = None):
     """The FastAPI application for ``config`` (the model loads at start-up)."""
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import HTMLResponse, JSONResponse
+    from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from ..faces.detect import create_detector
@@ -239,6 +240,20 @@ def create_app(config: ServeConfig | None = None):
                             "precision": recognizer.precision, "tta": recognizer.tta,
                             "detector": recognizer.detector.name,
                             **recognizer.meta.to_dict()}]}
+
+    @app.get("/v1/models/card", summary="The model card (Markdown): training, evaluation, "
+             "intended use, limitations", response_class=PlainTextResponse)
+    async def card():
+        if "card" not in state:
+            from ..errors import OpenferError
+            from ..model_card import model_card
+
+            try:
+                state["card"] = await asyncio.to_thread(model_card, config.model)
+            except OpenferError as exc:
+                return error(404, "no_card", f"{config.model} carries no model card ({exc}); "
+                             "cards are read from openfer's .safetensors weights")
+        return PlainTextResponse(state["card"], media_type="text/markdown; charset=utf-8")
 
     @app.get("/v1/stats", summary="Requests served and how they were batched")
     async def stats():
