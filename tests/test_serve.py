@@ -313,10 +313,10 @@ def test_the_page_shows_boxes_labels_and_bars_for_every_face(server, group6):
             "return n;")
         assert drawn > 200
         assert "group6.jpg: 6 faces" in driver.find_element(By.ID, "status").text
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(ARTIFACTS / "serve_page_group6.png"))
         driver.find_element(By.CSS_SELECTOR, "#card summary").click()
         assert "Limitations and ethical considerations" in driver.find_element(
             By.ID, "card-text").text
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        assert driver.save_screenshot(str(ARTIFACTS / "serve_page_group6.png"))
     finally:
         driver.quit()
