@@ -172,3 +172,21 @@ def test_bench_times_the_shipped_model(capsys):
     assert report["architecture"] == "fernet_s" and report["threads"] == 1
     assert report["input"] == [1, 48, 48]
     assert 0 < report["latency_ms_batch1"] < 1000 and report["faces_per_s_batch8"] > 1
+
+
+def test_eval_compare_scores_a_second_model_on_the_same_faces(weights, small_fer2013, tmp_path,
+                                                              capsys):
+    """--compare: a model against itself differs on no face; against a network of another input
+    (224x224 RGB) the faces are prepared again for it and still paired one to one."""
+    args = ["eval", "--model", str(weights), "--dataset", "fer2013", "--root",
+            str(small_fer2013), "--split", "PublicTest", "--json"]
+    assert main([*args, "--compare", str(weights)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["comparison"]["model_file"] == str(weights)
+    assert report["comparison"]["difference"] == 0 and report["comparison"]["mcnemar_p"] == 1
+    rgb = save_weights(openfer.create_model("resnet18"), tmp_path / "rgb.safetensors")
+    assert main([*args, "--compare", str(rgb)]) == 0
+    comparison = json.loads(capsys.readouterr().out)["comparison"]
+    assert comparison["n"] == 2 and comparison["accuracy_a"] == report["accuracy"]
+    assert main([*args[:-1], "--compare", str(rgb)]) == 0
+    assert "McNemar p = " in capsys.readouterr().out

@@ -8,7 +8,7 @@ import openfer
 from openfer.data.dataset import ArrayFaceDataset
 from openfer.evaluate import evaluate
 from openfer.labels import Emotion
-from openfer.metrics import classification_report
+from openfer.metrics import classification_report, paired_comparison
 
 
 def test_report_matches_hand_computation():
@@ -76,3 +76,25 @@ def test_ccc_loss_is_one_minus_mean_ccc():
                             ["ccc"] for i in range(2)])
     assert float(ccc_loss(prediction, target)) == pytest.approx(expected, abs=1e-9)
     assert float(ccc_loss(target, target)) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_paired_comparison_counts_the_faces_one_model_alone_gets_right():
+    # 20 faces: both right on 5, only A on 10, only B on 1, both wrong on 4.
+    a = [True] * 5 + [True] * 10 + [False] * 1 + [False] * 4
+    b = [True] * 5 + [False] * 10 + [True] * 1 + [False] * 4
+    result = paired_comparison(a, b)
+    assert (result["a_only"], result["b_only"]) == (10, 1)
+    assert result["accuracy_a"] == 15 / 20 and result["accuracy_b"] == 6 / 20
+    assert result["difference"] == pytest.approx(9 / 20)
+    # exact two-sided McNemar: 2 * P(X <= 1), X ~ Binomial(11, 1/2) = 2 * 12 / 2048
+    assert result["mcnemar_p"] == pytest.approx(24 / 2048)
+    low, high = result["difference_ci95"]
+    assert low < 9 / 20 < high and high - low == pytest.approx(
+        2 * 1.959964 * ((11 / 20 - (9 / 20) ** 2) / 20) ** 0.5)
+
+
+def test_identical_answers_are_no_difference_and_mismatched_lengths_are_refused():
+    same = paired_comparison([True, False, True], [True, False, True])
+    assert same["mcnemar_p"] == 1.0 and same["difference"] == 0.0
+    with pytest.raises(ValueError, match="equal, non-empty"):
+        paired_comparison([True, False], [True])

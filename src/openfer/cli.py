@@ -51,7 +51,9 @@ EXAMPLES = {
     "eval": """examples:
   openfer eval --model runs/deep_emotion_fer2013/best.safetensors --dataset fer2013 \\
       --root fer2013.csv.gz --split PublicTest
-  openfer eval --model best.safetensors --dataset folder --root my_faces/ --json""",
+  openfer eval --model best.safetensors --dataset folder --root my_faces/ --json
+  openfer eval --model runs/new --compare default --dataset fer2013 --root fer2013.csv.gz \
+      --split PublicTest     # is the new model's gap to the default more than chance?""",
 }
 
 
@@ -151,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                           help="a reader option (e.g. images=original for rafdb); repeatable")
     evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--compare", metavar="MODEL",
+                          help="also score MODEL on the same faces and report the paired "
+                               "difference: the accuracy gap with its 95 %% interval and "
+                               "McNemar's p (is the gap more than chance?)")
     _add_tta(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES,
@@ -365,8 +371,8 @@ def cmd_cv(args) -> int:
 
 def cmd_eval(args) -> int:
     from .data import load_dataset
-    from .evaluate import evaluate
-    from .metrics import format_report
+    from .evaluate import compare, evaluate
+    from .metrics import format_comparison, format_report
     from .models.registry import load_model
 
     device = resolve_device(args.device)
@@ -389,11 +395,23 @@ def cmd_eval(args) -> int:
                       tta=args.tta, precision=args.precision)
     report["split"] = args.split
     report["model_file"] = args.model[0] if len(args.model) == 1 else args.model
+    if args.compare:
+        other = load_model(args.compare)
+        same_input = (other.meta.input_size, other.meta.channels) == (meta.input_size,
+                                                                      meta.channels)
+        faces = dataset if same_input else load_dataset(
+            args.dataset, args.root, args.split, image_size=other.meta.input_size,
+            channels=other.meta.channels, classes=classes, **options)
+        report["comparison"] = {"model_file": args.compare, **compare(
+            model, other, dataset, faces, batch_size=args.batch_size, device=device,
+            tta=args.tta, precision=args.precision)}
     if args.json:
         print(json.dumps(report))
     else:
         print(f"model {' + '.join(args.model)} ({meta.architecture}) on {dataset.name}")
         print(format_report(report))
+        if args.compare:
+            print(format_comparison(report["comparison"]))
     return 0
 
 

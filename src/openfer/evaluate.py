@@ -13,7 +13,7 @@ import torch
 from .data.dataset import FaceDataset
 from .data.transforms import to_model_input
 from .errors import OpenferError
-from .metrics import classification_report, headline, regression_report
+from .metrics import classification_report, headline, paired_comparison, regression_report
 from .tta import averaged, tta_mode
 
 
@@ -127,6 +127,44 @@ def evaluate(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 
     augmentation (:mod:`openfer.tta`), reported as ``tta`` (the mode or None) and ``tta_flip``.
     """
     dataset = getattr(dataset, "dataset", dataset)        # a training wrapper's data set
+    mode = tta_mode(tta)
+    classes, y_true, probs, precision = _scored(model, dataset, batch_size, device, mode,
+                                                precision)
+    y_pred = probs.argmax(1)
+    report = classification_report(y_true, y_pred, classes)
+    report["dataset"] = dataset.name
+    report["model"] = model.meta.architecture
+    report["tta"], report["tta_flip"] = mode, mode is not None
+    report["precision"] = precision
+    heads = head_reports(model, dataset, batch_size=batch_size, device=device)
+    if heads:
+        report["heads"] = heads
+    return report
+
+
+def compare(model_a: torch.nn.Module, model_b: torch.nn.Module, dataset: FaceDataset,
+            dataset_b: FaceDataset | None = None, *, batch_size: int = 256,
+            device: str | torch.device = "cpu", tta: bool | str | None = None,
+            precision: str = "fp32") -> dict:
+    """Two models on the same labelled faces, face by face
+    (:func:`openfer.metrics.paired_comparison`: the difference in accuracy, its 95 % interval and
+    McNemar's p). ``dataset_b``: the same faces prepared for ``model_b``'s input, where its size
+    or channels differ from ``model_a``'s."""
+    dataset_b = dataset if dataset_b is None else dataset_b
+    if len(dataset_b) != len(dataset):
+        raise OpenferError(f"compare: {len(dataset)} faces for the first model but "
+                           f"{len(dataset_b)} for the second; both must score the same faces")
+    mode, correct = tta_mode(tta), []
+    for model, data in ((model_a, dataset), (model_b, dataset_b)):
+        data = getattr(data, "dataset", data)
+        _, y_true, probs, _ = _scored(model, data, batch_size, device, mode, precision)
+        correct.append(probs.argmax(1) == y_true)
+    return paired_comparison(*correct)
+
+
+def _scored(model, dataset, batch_size, device, mode, precision):
+    """``(classes, y_true, probabilities, precision run)``: the model's classes followed by any
+    data-set class it lacks, the labels as indices into them, the model's class probabilities."""
     dataset.require_labels()
     model_classes = list(model.meta.classes)
     data_classes = [e.value for e in dataset.classes]
@@ -141,19 +179,9 @@ def evaluate(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 
 
         reduced, precision = for_precision(model, precision, torch.device(device).type)
         scorer = fuse_for_inference(reduced, precision) if precision != "fp32" else model
-    mode = tta_mode(tta)
     probs = predict_probabilities(scorer, dataset, batch_size=batch_size, device=device,
                                   tta=mode)
-    y_pred = probs.argmax(1)
-    report = classification_report(y_true, y_pred, classes)
-    report["dataset"] = dataset.name
-    report["model"] = model.meta.architecture
-    report["tta"], report["tta_flip"] = mode, mode is not None
-    report["precision"] = precision
-    heads = head_reports(model, dataset, batch_size=batch_size, device=device)
-    if heads:
-        report["heads"] = heads
-    return report
+    return classes, y_true, probs, precision
 
 
 def recorded_metrics(model: torch.nn.Module, dataset: FaceDataset, split: str) -> dict:
