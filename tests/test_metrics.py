@@ -8,7 +8,7 @@ import openfer
 from openfer.data.dataset import ArrayFaceDataset
 from openfer.evaluate import evaluate
 from openfer.labels import Emotion
-from openfer.metrics import classification_report, paired_comparison
+from openfer.metrics import classification_report, paired_comparison, wilson_interval
 
 
 def test_report_matches_hand_computation():
@@ -98,3 +98,11 @@ def test_identical_answers_are_no_difference_and_mismatched_lengths_are_refused(
     assert same["mcnemar_p"] == 1.0 and same["difference"] == 0.0
     with pytest.raises(ValueError, match="equal, non-empty"):
         paired_comparison([True, False], [True])
+
+
+def test_accuracy_comes_with_wilsons_95_percent_interval():
+    assert wilson_interval(50, 100) == pytest.approx([0.4038, 0.5962], abs=1e-4)
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0 and 0.27 < high < 0.28             # never below 0, unlike the normal one
+    report = classification_report([0, 0, 1, 1], [0, 1, 1, 1], ["a", "b"])
+    assert report["accuracy_ci95"] == pytest.approx(wilson_interval(3, 4))

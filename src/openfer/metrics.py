@@ -44,12 +44,24 @@ def classification_report(y_true: Sequence[int], y_pred: Sequence[int],
     return {
         "n": n,
         "accuracy": float(tp.sum() / n) if n else 0.0,
+        "accuracy_ci95": wilson_interval(int(tp.sum()), n),
         "mean_class_accuracy": float(recall[in_truth].mean()) if in_truth.any() else 0.0,
         "macro_f1": float(f1[in_either].mean()) if in_either.any() else 0.0,
         "classes": list(classes),
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),
     }
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.959964) -> list[float]:
+    """95 % confidence interval of an accuracy of ``correct`` out of ``n`` (Wilson, JASA 1927):
+    on FER2013 PublicTest's 3,589 faces about ±1.5 points around 70 %."""
+    if n == 0:
+        return [0.0, 1.0]
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
 def paired_comparison(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict:
@@ -107,8 +119,11 @@ def headline(report: dict, digits: int = 4) -> dict:
 
 def format_report(report: dict) -> str:
     """A readable table of a :func:`classification_report`."""
+    interval = report.get("accuracy_ci95")
     lines = [f"n = {report['n']}",
-             f"accuracy            {report['accuracy'] * 100:6.2f} %",
+             f"accuracy            {report['accuracy'] * 100:6.2f} %"
+             + (f"  (95 % interval {interval[0] * 100:.2f}-{interval[1] * 100:.2f})"
+                if interval else ""),
              f"mean class accuracy {report['mean_class_accuracy'] * 100:6.2f} %",
              f"macro-F1            {report['macro_f1'] * 100:6.2f} %", "",
              f"{'class':<12}{'precision':>10}{'recall':>10}{'F1':>10}{'support':>9}"]
