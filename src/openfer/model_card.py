@@ -142,23 +142,35 @@ def _percent(value: float) -> str:
     return f"{100 * value:.2f} %"
 
 
+def _interval(accuracy: float | None, n: int | None) -> str:
+    """Wilson's 95 % interval of a recorded accuracy (:func:`openfer.metrics.wilson_interval`)."""
+    if accuracy is None or not n:
+        return "—"
+    from .metrics import wilson_interval
+
+    low, high = wilson_interval(round(accuracy * n), n)
+    return f"{100 * low:.1f}-{100 * high:.1f} %"
+
+
 def _evaluation(facts: dict) -> list[str]:
     meta = facts["meta"]
     metrics = meta.get("metrics") or {}
     if not metrics:
         return ["No measured metrics are recorded in this file."]
-    lines = ["| data set, split | faces | " + " | ".join(t for _, t in HEADLINE) + " |",
-             "|---|---:|" + "---:|" * len(HEADLINE)]
+    lines = ["| data set, split | faces | " + " | ".join(t for _, t in HEADLINE)
+             + " | accuracy's 95 % interval |", "|---|---:|" + "---:|" * (len(HEADLINE) + 1)]
     for dataset, row in metrics.items():
         where = f"{dataset} {row.get('split', '')}".strip()
         plain = " (flip TTA)" if row.get("tta_flip") else ""
-        lines.append(f"| {where}{plain} | {row.get('n', '')} | "
-                     + " | ".join(_percent(row[k]) for k, _ in HEADLINE if k in row) + " |")
-        for key, extra in row.items():
-            if isinstance(extra, dict) and all(k in extra for k, _ in HEADLINE):
-                label = key.replace("with_", "with ").replace("_tta", " TTA").replace("_", " ")
-                lines.append(f"| {where}, {label} | {row.get('n', '')} | "
-                             + " | ".join(_percent(extra[k]) for k, _ in HEADLINE) + " |")
+        rows = [(f"{where}{plain}", row)] + [
+            (f"{where}, " + key.replace("with_", "with ").replace("_tta", " TTA")
+             .replace("_", " "), extra) for key, extra in row.items()
+            if isinstance(extra, dict) and all(k in extra for k, _ in HEADLINE)]
+        for label, values in rows:
+            lines.append(f"| {label} | {row.get('n', '')} | "
+                         + " | ".join(_percent(values[k]) if k in values else "—"
+                                      for k, _ in HEADLINE)
+                         + f" | {_interval(values.get('accuracy'), row.get('n'))} |")
     for dataset, row in metrics.items():
         if row.get("per_class"):
             lines += ["", f"Per class ({dataset} {row.get('split', '')}):", "",
