@@ -8,7 +8,7 @@ import pytest
 
 import openfer
 from conftest import SIX_ROWS, write_fer2013_csv
-from openfer.checkpoint import save_weights
+from openfer.checkpoint import DEFAULT_MODEL, save_weights
 from openfer.cli import main
 
 CONTRACT = {"accuracy", "mean_class_accuracy", "macro_f1", "n", "confusion_matrix", "classes"}
@@ -84,7 +84,6 @@ def test_models_and_recipes_list(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "deep_emotion_paper" in out
-    from openfer.checkpoint import DEFAULT_MODEL
     line = next(line for line in out.splitlines() if line.startswith("  default "))
     accuracy = openfer.load_model("default").meta.metrics["fer2013"]["accuracy"]
     assert f"{100 * accuracy:.2f} % fer2013 PublicTest" in line, line
