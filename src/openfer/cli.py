@@ -371,7 +371,7 @@ def cmd_cv(args) -> int:
 
 def cmd_eval(args) -> int:
     from .data import load_dataset
-    from .evaluate import compare, evaluate
+    from .evaluate import evaluate
     from .metrics import format_comparison, format_report
     from .models.registry import load_model
 
@@ -391,10 +391,7 @@ def cmd_eval(args) -> int:
                            channels=meta.channels, classes=classes, **options)
     dataset.require_labels()
     print("\n".join(dataset.notes()), file=sys.stderr)
-    report = evaluate(model, dataset, batch_size=args.batch_size, device=device,
-                      tta=args.tta, precision=args.precision)
-    report["split"] = args.split
-    report["model_file"] = args.model[0] if len(args.model) == 1 else args.model
+    other = faces = None
     if args.compare:
         other = load_model(args.compare)
         same_input = (other.meta.input_size, other.meta.channels) == (meta.input_size,
@@ -402,9 +399,13 @@ def cmd_eval(args) -> int:
         faces = dataset if same_input else load_dataset(
             args.dataset, args.root, args.split, image_size=other.meta.input_size,
             channels=other.meta.channels, classes=classes, **options)
-        report["comparison"] = {"model_file": args.compare, **compare(
-            model, other, dataset, faces, batch_size=args.batch_size, device=device,
-            tta=args.tta, precision=args.precision)}
+    report = evaluate(model, dataset, batch_size=args.batch_size, device=device,
+                      tta=args.tta, precision=args.precision, compare_with=other,
+                      compare_dataset=faces)
+    report["split"] = args.split
+    report["model_file"] = args.model[0] if len(args.model) == 1 else args.model
+    if args.compare:
+        report["comparison"]["model_file"] = args.compare
     if args.json:
         print(json.dumps(report))
     else:

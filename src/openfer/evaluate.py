@@ -115,7 +115,8 @@ def class_logits(output) -> torch.Tensor:
 
 def evaluate(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 256,
              device: str | torch.device = "cpu", tta: bool | str | None = None,
-             precision: str = "fp32") -> dict:
+             precision: str = "fp32", compare_with: torch.nn.Module | None = None,
+             compare_dataset: FaceDataset | None = None) -> dict:
     """Metrics of ``model`` on ``dataset`` (see :func:`openfer.metrics.classification_report`).
 
     A multi-task model's extra heads are reported under ``heads`` (:func:`head_reports`). The
@@ -125,6 +126,11 @@ def evaluate(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 
     (``bf16``, ``int8``, or ``auto`` as :class:`openfer.infer.Recognizer` chooses it; the fused
     graph of :mod:`openfer.models.fusion`); the report says which ran. ``tta``: test-time
     augmentation (:mod:`openfer.tta`), reported as ``tta`` (the mode or None) and ``tta_flip``.
+
+    ``compare_with``: a second model scored on the same faces, the same way; the report's
+    ``comparison`` pairs the two face by face (:func:`openfer.metrics.paired_comparison`: the
+    accuracy gap, its 95 % interval, McNemar's p). ``compare_dataset``: those faces prepared
+    for the second model's input, where its size or channels differ.
     """
     dataset = getattr(dataset, "dataset", dataset)        # a training wrapper's data set
     mode = tta_mode(tta)
@@ -139,27 +145,17 @@ def evaluate(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 
     heads = head_reports(model, dataset, batch_size=batch_size, device=device)
     if heads:
         report["heads"] = heads
+    if compare_with is not None:
+        faces = dataset if compare_dataset is None else getattr(compare_dataset, "dataset",
+                                                                compare_dataset)
+        if len(faces) != len(dataset):
+            raise OpenferError(f"compare: {len(dataset)} faces for the first model but "
+                               f"{len(faces)} for the second; both must score the same faces")
+        _, other_true, other_probs, _ = _scored(compare_with, faces, batch_size, device, mode,
+                                                precision)
+        report["comparison"] = paired_comparison(y_pred == y_true,
+                                                 other_probs.argmax(1) == other_true)
     return report
-
-
-def compare(model_a: torch.nn.Module, model_b: torch.nn.Module, dataset: FaceDataset,
-            dataset_b: FaceDataset | None = None, *, batch_size: int = 256,
-            device: str | torch.device = "cpu", tta: bool | str | None = None,
-            precision: str = "fp32") -> dict:
-    """Two models on the same labelled faces, face by face
-    (:func:`openfer.metrics.paired_comparison`: the difference in accuracy, its 95 % interval and
-    McNemar's p). ``dataset_b``: the same faces prepared for ``model_b``'s input, where its size
-    or channels differ from ``model_a``'s."""
-    dataset_b = dataset if dataset_b is None else dataset_b
-    if len(dataset_b) != len(dataset):
-        raise OpenferError(f"compare: {len(dataset)} faces for the first model but "
-                           f"{len(dataset_b)} for the second; both must score the same faces")
-    mode, correct = tta_mode(tta), []
-    for model, data in ((model_a, dataset), (model_b, dataset_b)):
-        data = getattr(data, "dataset", data)
-        _, y_true, probs, _ = _scored(model, data, batch_size, device, mode, precision)
-        correct.append(probs.argmax(1) == y_true)
-    return paired_comparison(*correct)
 
 
 def _scored(model, dataset, batch_size, device, mode, precision):
