@@ -6,6 +6,7 @@ import torch
 
 import openfer
 from openfer.data.dataset import ArrayFaceDataset
+from openfer.errors import OpenferError
 from openfer.evaluate import evaluate
 from openfer.labels import Emotion
 from openfer.metrics import classification_report, paired_comparison, wilson_interval
@@ -51,6 +52,18 @@ def test_folder_lacking_a_predicted_class_counts_it_wrong():
     neutral = evaluate(Constant(6), dataset)          # neutral is not in the folder: all wrong
     assert neutral["accuracy"] == 0.0
     assert neutral["classes"][:7] == list(openfer.create_model("deep_emotion").meta.classes)
+
+
+def test_evaluate_pairs_a_second_model_face_by_face():
+    images = np.zeros((4, 48, 48), np.uint8)
+    dataset = ArrayFaceDataset(images, np.array([0, 0, 0, 1]),
+                               (Emotion.HAPPINESS, Emotion.SADNESS), name="two-class folder")
+    report = evaluate(Constant(3), dataset, compare_with=Constant(4))   # happiness vs sadness
+    assert report["comparison"]["a_only"] == 3 and report["comparison"]["b_only"] == 1
+    assert report["comparison"]["accuracy_a"] == report["accuracy"] == 0.75
+    with pytest.raises(OpenferError, match="4 faces for the first model but 2"):
+        evaluate(Constant(3), dataset, compare_with=Constant(4), compare_dataset=ArrayFaceDataset(
+            images[:2], np.array([0, 1]), (Emotion.HAPPINESS, Emotion.SADNESS), name="half"))
 
 
 def test_valence_arousal_metrics_by_hand():
