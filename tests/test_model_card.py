@@ -96,3 +96,19 @@ def test_recorded_metrics_feed_the_card_plain_and_flipped(small_fer2013, tmp_pat
                                    metrics={"fer2013": recorded}))
     assert "| fer2013 PublicTest, with flip TTA | 2 |" in card and "| neutral | 1 |" in card
     assert "| — | — |" not in card
+
+
+def test_an_onnx_export_has_a_card_saying_whose_measurements_it_carries(tmp_path):
+    pytest.importorskip("onnx")
+    import hashlib
+
+    from openfer.export import export_onnx
+
+    onnx = export_onnx(openfer.load_model("fernet_s.fer2013"), tmp_path / "s.onnx")
+    card = model_card(onnx)
+    assert f"(ONNX, fp32); SHA-256 of the file `{hashlib.sha256(onnx.read_bytes()).hexdigest()}`" \
+        in card
+    assert "Measured on the openfer weights this file was exported from" in card
+    assert "openfer eval" not in card and "Reduced precision" not in card
+    with pytest.raises(OpenferError, match="is an ONNX export: .* --backend onnx"):
+        openfer.load_model(onnx)            # eval, training and export take the safetensors

@@ -110,14 +110,15 @@ def test_health_readiness_models_and_docs(server):
         assert card.text == model_card("default")
 
 
-def test_a_model_without_a_card_says_so(tmp_path):
+def test_an_onnx_server_serves_its_files_card(tmp_path):
     pytest.importorskip("onnxruntime")
     from openfer.export import export_onnx
 
     onnx = export_onnx(openfer.load_model("fernet_s.fer2013"), tmp_path / "s.onnx")
     with Server(_config(model=str(onnx), backend="onnx")) as s:
         response = httpx.get(f"{s.url}/v1/models/card", timeout=30)
-    assert response.status_code == 404 and response.json()["error"]["code"] == "no_card"
+    assert response.status_code == 200 and response.text == model_card(onnx)
+    assert "(ONNX, fp32); SHA-256 of the file" in response.text
 
 
 def test_multipart_upload_finds_the_six_faces_in_predict_json_records(server, group6):

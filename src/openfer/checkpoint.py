@@ -62,6 +62,10 @@ def read_header(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise OpenferError(f"model file {path} not found")
+    if path.suffix == ".onnx":
+        raise OpenferError(f"{path} is an ONNX export: openfer predict, serve and bench run it "
+                           "with --backend onnx (and openfer card reads it); evaluation, "
+                           "training and export take the .safetensors weights it came from")
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}

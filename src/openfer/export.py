@@ -165,6 +165,21 @@ def output_nodes(graph) -> list[str]:
     return found
 
 
+def read_onnx(path: str | Path):
+    """``(header, graph)`` of an exported file: the ``openfer`` metadata :func:`export_onnx`
+    wrote (architecture, meta, quantized) and the loaded ONNX model."""
+    onnx = _require("onnx")
+    path = Path(path)
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError, OSError, ...
+        raise OpenferError(f"{path}: not a readable ONNX file ({exc})") from None
+    props = {entry.key: entry.value for entry in proto.metadata_props}
+    if "openfer" not in props:
+        raise OpenferError(f"{path} has no openfer metadata; export it with 'openfer export'")
+    return json.loads(props["openfer"]), proto
+
+
 class OnnxClassifier:
     """An exported openfer model run by onnxruntime; call it on a normalised float batch."""
 

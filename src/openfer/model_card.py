@@ -4,7 +4,8 @@ A card is rendered from what the weight file itself holds (:mod:`openfer.checkpo
 architecture and its parameter count, the tensors' SHA-256, the
 :class:`~openfer.models.meta.ModelMeta` (classes in index order, input and normalisation, face
 alignment, training data and the exact command, the measured metrics, the bf16 / int8 checks, the
-license note), so it cannot drift from the model it describes: ``openfer card default`` prints
+license note; for an ONNX export, the same metadata that :func:`openfer.export.export_onnx`
+stores in the file), so it cannot drift from the model it describes: ``openfer card default`` prints
 the shipped default's, ``MODEL_CARD.md`` in the repository is that output, and a test keeps the
 two equal. The sections on intended use and limitations are those of every facial expression
 classifier and follow Mitchell et al.'s headings, shortened: details, inputs and outputs,
@@ -13,6 +14,8 @@ evaluation, intended use, limitations and ethical considerations.
 
 from __future__ import annotations
 
+import hashlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +61,26 @@ def card_facts(name_or_path: str | Path) -> dict[str, Any]:
     from .models.registry import get_entry, load_model, weights_path
 
     path = weights_path(name_or_path)
-    header = read_header(path)
-    model = load_model(path)
-    return {"name": str(name_or_path), "file": path.name, "bytes": path.stat().st_size,
-            "sha256": header.get("sha256"), "architecture": header["architecture"],
-            "description": get_entry(header["architecture"]).description,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "meta": model.meta.to_dict()}
+    facts = {"name": str(name_or_path), "file": path.name, "bytes": path.stat().st_size}
+    if path.suffix == ".onnx":
+        from .export import read_onnx
+        from .models.meta import ModelMeta
+
+        header, graph = read_onnx(path)
+        facts.update(format="ONNX" + (f", {header['quantized']}" if header.get("quantized")
+                                      else ", fp32"),
+                     sha256=hashlib.sha256(path.read_bytes()).hexdigest(), digest_of="file",
+                     parameters=sum(math.prod(t.dims) for t in graph.graph.initializer),
+                     meta=ModelMeta.from_dict(header["meta"]).to_dict())
+    else:
+        header = read_header(path)
+        model = load_model(path)
+        facts.update(format="safetensors", sha256=header.get("sha256"), digest_of="tensors",
+                     parameters=sum(p.numel() for p in model.parameters()),
+                     meta=model.meta.to_dict())
+    architecture = header["architecture"]
+    return {**facts, "architecture": architecture,
+            "description": get_entry(architecture).description}
 
 
 def model_card(name_or_path: str | Path) -> str:
@@ -83,9 +99,11 @@ def render(facts: dict[str, Any]) -> str:
         lines += [meta["notes"].strip().rstrip(".") + ".", ""]
     lines += ["## Details", "", "| | |", "|---|---|",
               f"| architecture | `{facts['architecture']}`: {facts['description']} |",
-              f"| parameters | {facts['parameters']:,} |",
-              f"| file | `{facts['file']}`, {facts['bytes'] / 1e6:.1f} MB (safetensors); "
-              f"SHA-256 of the tensors `{facts['sha256']}` |"]
+              f"| parameters | {facts['parameters']:,}"
+              + (" (values in the graph's initialisers)" if facts["format"] != "safetensors"
+                 else "") + " |",
+              f"| file | `{facts['file']}`, {facts['bytes'] / 1e6:.1f} MB ({facts['format']}); "
+              f"SHA-256 of the {facts['digest_of']} `{facts['sha256']}` |"]
     if meta.get("paper"):
         lines.append(f"| paper | {meta['paper']} |")
     lines += [f"| license | {meta.get('license') or 'not recorded'} |", "",
@@ -157,8 +175,12 @@ def _evaluation(facts: dict) -> list[str]:
     metrics = meta.get("metrics") or {}
     if not metrics:
         return ["No measured metrics are recorded in this file."]
-    lines = ["| data set, split | faces | " + " | ".join(t for _, t in HEADLINE)
-             + " | accuracy's 95 % interval |", "|---|---:|" + "---:|" * (len(HEADLINE) + 1)]
+    exported = facts["format"] != "safetensors"
+    lines = (["Measured on the openfer weights this file was exported from (torch, fp32); "
+              f"exported ({facts['format']}), its answers can differ slightly.", ""]
+             if exported else [])
+    lines += ["| data set, split | faces | " + " | ".join(t for _, t in HEADLINE)
+              + " | accuracy's 95 % interval |", "|---|---:|" + "---:|" * (len(HEADLINE) + 1)]
     for dataset, row in metrics.items():
         where = f"{dataset} {row.get('split', '')}".strip()
         plain = " (flip TTA)" if row.get("tta_flip") else ""
@@ -178,6 +200,8 @@ def _evaluation(facts: dict) -> list[str]:
             lines += [f"| {name} | {c['support']} | {_percent(c['precision'])} | "
                       f"{_percent(c['recall'])} | {_percent(c['f1'])} |"
                       for name, c in row["per_class"].items()]
+    if exported:
+        return lines
     name = facts["name"]
     for dataset, row in metrics.items():
         lines += ["", "Repeat it (the data set's file or folder as `--root`):", "", "```bash",
