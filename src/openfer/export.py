@@ -166,7 +166,7 @@ def output_nodes(graph) -> list[str]:
 
 
 def read_onnx(path: str | Path):
-    """``(header, graph)`` of an exported file: the ``openfer`` metadata :func:`export_onnx`
+    """``(header, model)`` of an exported file: the ``openfer`` metadata :func:`export_onnx`
     wrote (architecture, meta, quantized) and the loaded ONNX model."""
     onnx = _require("onnx")
     path = Path(path)

@@ -66,11 +66,11 @@ def card_facts(name_or_path: str | Path) -> dict[str, Any]:
         from .export import read_onnx
         from .models.meta import ModelMeta
 
-        header, graph = read_onnx(path)
+        header, proto = read_onnx(path)
         facts.update(format="ONNX" + (f", {header['quantized']}" if header.get("quantized")
                                       else ", fp32"),
                      sha256=hashlib.sha256(path.read_bytes()).hexdigest(), digest_of="file",
-                     parameters=sum(math.prod(t.dims) for t in graph.graph.initializer),
+                     parameters=sum(math.prod(t.dims) for t in proto.graph.initializer),
                      meta=ModelMeta.from_dict(header["meta"]).to_dict())
     else:
         header = read_header(path)
