@@ -13,7 +13,8 @@ import torch
 from .data.dataset import FaceDataset
 from .data.transforms import to_model_input
 from .errors import OpenferError
-from .metrics import classification_report, headline, paired_comparison, regression_report
+from .metrics import (HEADLINE_METRICS, classification_report, headline, paired_comparison,
+                      regression_report)
 from .tta import averaged, tta_mode
 
 
@@ -186,6 +187,7 @@ def recorded_metrics(model: torch.nn.Module, dataset: FaceDataset, split: str) -
     (:func:`openfer.metrics.headline`), and the headline with flip TTA."""
     plain, flipped = (evaluate(model, dataset, tta=tta) for tta in (False, True))
     recorded = headline(plain)
-    recorded.update(split=split, tta_flip=False, with_flip_tta={
-        k: v for k, v in headline(flipped).items() if k not in ("n", "per_class")})
+    with_flip = headline(flipped)
+    recorded.update(split=split, tta_flip=False,
+                    with_flip_tta={k: with_flip[k] for k in HEADLINE_METRICS})
     return recorded

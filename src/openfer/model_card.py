@@ -19,9 +19,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-#: Metric keys of :func:`openfer.evaluate.evaluate` a card reports, with their column titles.
-HEADLINE = (("accuracy", "accuracy"), ("mean_class_accuracy", "mean class accuracy"),
-            ("macro_f1", "macro-F1"))
+from .metrics import HEADLINE_METRICS
+
+#: The headline metrics a card reports, with their column titles.
+HEADLINE = tuple(zip(HEADLINE_METRICS, ("accuracy", "mean class accuracy", "macro-F1")))
 
 INTENDED_USE = """\
 - Research on facial expressions, and prototypes that count or visualise the expressions shown in

@@ -21,9 +21,8 @@ import numpy as np
 
 from ..errors import OpenferError
 from ..fileio import atomic_write_text
+from ..metrics import HEADLINE_METRICS
 from .recipe import load_recipe
-
-METRICS = ("accuracy", "mean_class_accuracy", "macro_f1")
 
 
 def run_cross_validation(recipes: Sequence[str], overrides: Sequence[str], output: str | Path,
@@ -58,7 +57,7 @@ def run_cross_validation(recipes: Sequence[str], overrides: Sequence[str], outpu
             previous = run_dir
         metrics = (summary or {}).get("metrics", {})
         rows.append({"fold": fold, "n": metrics.get("n"),
-                     **{m: metrics.get(m) for m in METRICS}, "run_dir": str(previous)})
+                     **{m: metrics.get(m) for m in HEADLINE_METRICS}, "run_dir": str(previous)})
     result = {"recipes": list(recipes), "overrides": list(overrides), "folds": folds,
               "command": command, "per_fold": rows, **_aggregate(rows)}
     output.mkdir(parents=True, exist_ok=True)
@@ -68,7 +67,7 @@ def run_cross_validation(recipes: Sequence[str], overrides: Sequence[str], outpu
 
 def _aggregate(rows: list[dict]) -> dict:
     out = {}
-    for metric in METRICS:
+    for metric in HEADLINE_METRICS:
         values = np.array([r[metric] for r in rows if r.get(metric) is not None], np.float64)
         if len(values):
             out[metric] = {"mean": float(values.mean()), "std": float(values.std())}
@@ -83,8 +82,8 @@ def format_cv(result: dict) -> str:
     lines = ["fold      n   accuracy  mean-class  macro-F1"]
     for row in result["per_fold"]:
         lines.append(f"{row['fold']:>4} {row['n'] or 0:>6}   "
-                     + "  ".join(f"{(row[m] or 0) * 100:8.2f}" for m in METRICS))
-    for metric in METRICS:
+                     + "  ".join(f"{(row[m] or 0) * 100:8.2f}" for m in HEADLINE_METRICS))
+    for metric in HEADLINE_METRICS:
         if metric in result:
             lines.append(f"{metric}: {result[metric]['mean'] * 100:.2f} ± "
                          f"{result[metric]['std'] * 100:.2f} %")

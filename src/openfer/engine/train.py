@@ -34,7 +34,7 @@ from ..checkpoint import save_weights
 from ..errors import OpenferError
 from ..evaluate import evaluate
 from ..fileio import atomic_write_bytes, atomic_write_text
-from ..metrics import headline
+from ..metrics import HEADLINE_METRICS, headline
 from ..models.registry import create_model
 from .checkpointing import AtomicCheckpointIO, find_resume_checkpoint, read_checkpoint
 from .datamodule import FaceDataModule
@@ -341,7 +341,7 @@ def _finish(recipe, run_dir, checkpoints, datamodule, trainer, throughput, wall,
         "machine": f"{os.cpu_count()} CPU cores" if trainer.strategy.root_device.type == "cpu"
         else torch.cuda.get_device_name(trainer.strategy.root_device),
         "weights": str(run_dir / "best.safetensors"),
-        "metrics": {k: report[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1", "n")}
+        "metrics": {k: report[k] for k in (*HEADLINE_METRICS, "n")}
         if report else None,
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
