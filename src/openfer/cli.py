@@ -477,7 +477,8 @@ def cmd_models(args) -> int:
     from .models.registry import get_entry, list_models
 
     names = list_models(args.pattern)
-    weights = sorted(shipped_weights())
+    shipped = shipped_weights()
+    weights = sorted(shipped)
     if args.json:
         print(json.dumps({"architectures": names, "weights": weights}))
         return 0
@@ -489,21 +490,19 @@ def cmd_models(args) -> int:
     print("\nshipped weights (openfer card NAME for the whole card):" if weights else
           "\nshipped weights: none")
     for name in weights:
-        print("  " + _shipped_line(name))
+        print("  " + _shipped_line(name, shipped[name]))
     return 0
 
 
-def _shipped_line(name: str) -> str:
-    """One line on shipped weights: file, architecture, size, first recorded metric."""
-    from .checkpoint import read_header, shipped_weights
+def _shipped_line(name: str, path) -> str:
+    """One line on shipped weights: file, architecture, size, first recorded accuracy."""
+    from .checkpoint import read_header
 
-    path = shipped_weights()[name]
     header = read_header(path)
     text = f"{name:<27} {header['architecture']:<13} {path.stat().st_size / 1e6:4.1f} MB"
-    for dataset, row in (header["meta"].get("metrics") or {}).items():
-        if "accuracy" in row:
-            text += f"  {100 * row['accuracy']:.2f} % {dataset} {row.get('split', '')}"
-        break
+    dataset, row = next(iter((header["meta"].get("metrics") or {}).items()), (None, {}))
+    if "accuracy" in row:
+        text += f"  {100 * row['accuracy']:.2f} % {dataset} {row.get('split', '')}"
     return text + (f"  (= {path.stem})" if path.stem != name else "")
 
 
