@@ -34,6 +34,7 @@ import torch
 
 from .errors import OpenferError
 from .fileio import atomic_write_with
+from .process_state import catching_warnings
 
 OPSET = 20
 
@@ -69,7 +70,7 @@ def export_onnx(model: torch.nn.Module, output: str | Path, *, dynamic_batch: bo
         with tempfile.TemporaryDirectory() as tmp:
             plain = Path(tmp) / "model.onnx"
             axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
-            with warnings.catch_warnings():
+            with catching_warnings():
                 # Shapes are traced per export; the tracer's notes about them are expected.
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 warnings.filterwarnings("ignore", category=DeprecationWarning)

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import DataFormatError, OpenferError
 from ..labels import FER2013
+from ..process_state import catching_warnings
 from .dataset import ArrayFaceDataset, FaceDataset
 
 USAGES = ("Training", "PublicTest", "PrivateTest")
@@ -62,7 +63,7 @@ def open_text(path: Path) -> io.TextIOBase:
 
 def parse_pixels(text: str, path: Path, line: int) -> np.ndarray:
     """Parse one ``pixels`` field into a (48, 48) uint8 array, or raise naming the line."""
-    with warnings.catch_warnings():
+    with catching_warnings():
         warnings.simplefilter("error")
         try:
             values = np.fromstring(text, dtype=np.int32, sep=" ")

@@ -6,7 +6,6 @@ processed pixels in both.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..errors import DataFormatError
+from ..process_state import catching_warnings
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif",
                               ".pgm", ".ppm"})
@@ -35,14 +35,12 @@ def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
     """
     path = Path(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                if image.width * image.height > MAX_PIXELS:
-                    raise DataFormatError(path, f"image is {image.width}x{image.height} pixels, "
-                                          f"more than the limit of {MAX_PIXELS} pixels")
-                image = ImageOps.exif_transpose(image)
-                array = pil_to_array(image, channels)
+        with open_image(path) as image:
+            if image.width * image.height > MAX_PIXELS:
+                raise DataFormatError(path, f"image is {image.width}x{image.height} pixels, "
+                                      f"more than the limit of {MAX_PIXELS} pixels")
+            image = ImageOps.exif_transpose(image)
+            array = pil_to_array(image, channels)
     except DataFormatError:
         raise
     except FileNotFoundError:
@@ -58,15 +56,22 @@ def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
 MAX_DECODE_PIXELS = 120_000_000
 
 
-@contextlib.contextmanager
-def _pil_pixel_limit(limit: int):
-    """Let PIL open images up to ``limit`` pixels; openfer enforces its own bounds after."""
-    previous = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = limit
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
+def open_image(source, *, pixel_limit: int | None = None) -> Image.Image:
+    """``PIL.Image.open(source)``, which reads the header only (pixels decode later), with PIL's
+    decompression-bomb warning raised as an error, or, given ``pixel_limit``, with PIL's own limit
+    moved there and its warning silenced, for callers that enforce bounds of their own. Both are
+    process-wide settings, so they are changed under :data:`openfer.process_state.LOCK` and only
+    for the header: decoding runs outside it, in parallel across threads."""
+    with catching_warnings():
+        if pixel_limit is None:
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(source)
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, pixel_limit
+        try:
+            return Image.open(source)
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
 
 
 def read_image_bounded(path: str | Path, max_side: int = 4096) -> tuple[np.ndarray, float]:
@@ -79,23 +84,21 @@ def read_image_bounded(path: str | Path, max_side: int = 4096) -> tuple[np.ndarr
     """
     path = Path(path)
     try:
-        with warnings.catch_warnings(), _pil_pixel_limit(MAX_PIXELS // 2):
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
-                if width * height > MAX_PIXELS:
-                    raise DataFormatError(path, f"image is {width}x{height} pixels, more than "
-                                          f"the limit of {MAX_PIXELS} pixels")
-                if image.format == "JPEG" and max(width, height) > max_side:
-                    image.draft("RGB", (max(1, width * max_side // max(width, height)),
-                                        max(1, height * max_side // max(width, height))))
-                elif width * height > MAX_DECODE_PIXELS:
-                    raise DataFormatError(path, f"image is {width}x{height} pixels; "
-                                          f"{image.format or 'this format'} images above "
-                                          f"{MAX_DECODE_PIXELS // 1_000_000} megapixels are not "
-                                          "decoded (memory); downscale it first")
-                image = ImageOps.exif_transpose(image)
-                array = pil_to_array(image, 3)
+        with open_image(path, pixel_limit=MAX_PIXELS // 2) as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise DataFormatError(path, f"image is {width}x{height} pixels, more than "
+                                      f"the limit of {MAX_PIXELS} pixels")
+            if image.format == "JPEG" and max(width, height) > max_side:
+                image.draft("RGB", (max(1, width * max_side // max(width, height)),
+                                    max(1, height * max_side // max(width, height))))
+            elif width * height > MAX_DECODE_PIXELS:
+                raise DataFormatError(path, f"image is {width}x{height} pixels; "
+                                      f"{image.format or 'this format'} images above "
+                                      f"{MAX_DECODE_PIXELS // 1_000_000} megapixels are not "
+                                      "decoded (memory); downscale it first")
+            image = ImageOps.exif_transpose(image)
+            array = pil_to_array(image, 3)
     except DataFormatError:
         raise
     except FileNotFoundError:

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..process_state import catching_warnings
 from .quantize import WEIGHT_BITS, weight_bits
 
 #: The input's dtype per precision (int8 models take float input and quantise it themselves).
@@ -304,7 +305,7 @@ class FusedModel(nn.Module):
         self._tracing = threading.Lock()          # one trace per shape, even under concurrency
 
     def _freeze(self, x: torch.Tensor):
-        with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+        with catching_warnings(record=True) as caught, torch.no_grad():
             warnings.simplefilter("always")
             graph = torch.jit.freeze(torch.jit.trace(self.model, x, check_trace=False))
         return graph, caught

@@ -66,6 +66,7 @@ import torch
 from torch import nn
 
 from ..errors import OpenferError
+from ..process_state import catching_warnings
 
 INPUT = "input"          # the record's key for the input's quantisation
 WEIGHT_BITS = 7          # |weights| <= 64: no 16-bit overflow without VNNI (module doc)
@@ -88,7 +89,7 @@ def output_layers(model: nn.Module) -> list[str]:
     fp32."""
     import torch.fx
 
-    with warnings.catch_warnings():
+    with catching_warnings():
         warnings.simplefilter("ignore")
         graph = torch.fx.symbolic_trace(copy.deepcopy(model).eval()).graph
     modules = dict(model.named_modules())
@@ -120,7 +121,7 @@ def _prepare(model: nn.Module, activation_observer, bits: int,
 
     meta = model.meta
     example = torch.zeros(2, meta.channels, *meta.input_size)
-    with warnings.catch_warnings(), _no_stack_traces():
+    with catching_warnings(), _no_stack_traces():
         warnings.simplefilter("ignore")     # FX mode's deprecation notices (torch pinned < 2.14)
         prepared = prepare_fx(copy.deepcopy(model).eval(),
                               _qconfig(activation_observer, bits, fp32_layers),
@@ -272,7 +273,7 @@ def quantize(model: nn.Module, record: dict[str, Any] | None = None) -> Quantize
     grid = pixel_grid(meta)
     shift = grid[2] if grid is not None and activations[input_name] == [grid[0], grid[1]] \
         else 0.0
-    with warnings.catch_warnings(), _onednn_engine():
+    with catching_warnings(), _onednn_engine():
         warnings.simplefilter("ignore")
         graph = convert_fx(prepared)
     return QuantizedModel(graph, meta, shift)

@@ -9,13 +9,12 @@ a message a person can act on; the server itself never decodes more than ``max_p
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..data.images import pil_to_array
+from ..data.images import open_image, pil_to_array
 
 # Magic numbers of the formats the service decodes (the file name is never trusted).
 SIGNATURES: tuple[tuple[str, bytes, int], ...] = (
@@ -77,19 +76,17 @@ def decode_upload(data: bytes, name: str, *, max_bytes: int, max_pixels: int,
                           f"or WebP image (it starts with bytes {head}); the file name is not "
                           "trusted, the content is", name)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise UploadError(413, "too_many_pixels", f"the image declares {width}x"
-                                      f"{height} pixels, more than the limit of {max_pixels:,} "
-                                      "(possible decompression bomb); downscale it", name)
-                if image.format == "JPEG" and max(width, height) > max_side:
-                    image.draft("RGB", (max(1, width * max_side // max(width, height)),
-                                        max(1, height * max_side // max(width, height))))
-                image = ImageOps.exif_transpose(image)
-                array = pil_to_array(image, 3)
+        with open_image(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise UploadError(413, "too_many_pixels", f"the image declares {width}x"
+                                  f"{height} pixels, more than the limit of {max_pixels:,} "
+                                  "(possible decompression bomb); downscale it", name)
+            if image.format == "JPEG" and max(width, height) > max_side:
+                image.draft("RGB", (max(1, width * max_side // max(width, height)),
+                                    max(1, height * max_side // max(width, height))))
+            image = ImageOps.exif_transpose(image)
+            array = pil_to_array(image, 3)
     except UploadError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
