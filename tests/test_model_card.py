@@ -75,6 +75,28 @@ def test_openfer_card_prints_the_card_or_its_facts_as_json(tmp_path, capsys):
         "happiness", "sadness"]
 
 
+def test_an_ensembles_card_says_how_to_measure_it_then_gives_each_members_card(capsys):
+    members = ["default", "fernet_s.fer2013"]
+    card = model_card(members)
+    assert card.startswith("# Model card: ensemble of 2 models\n")
+    assert ("openfer eval --model default --model fernet_s.fer2013 --dataset fer2013 --root PATH "
+            "--split PublicTest --json") in card
+    for name in members:                      # each member's card, one heading level down
+        member = model_card(name)
+        demoted = "\n".join("#" + line if line.startswith("#") else line
+                             for line in member.split("\n"))
+        assert demoted in card
+    assert main(["card", *members]) == 0 and capsys.readouterr().out == card
+    assert main(["card", *members, "--json"]) == 0
+    assert [f["name"] for f in json.loads(capsys.readouterr().out)] == members
+    assert model_card(["default"]) == model_card("default")
+
+
+def test_models_that_cannot_form_an_ensemble_get_no_card(tmp_path):
+    with pytest.raises(OpenferError, match="cannot join default in an ensemble: its classes"):
+        model_card(["default", _weights(tmp_path)])
+
+
 def test_a_card_of_an_unknown_model_names_what_exists():
     with pytest.raises(OpenferError, match="shipped: .*default"):
         model_card("no_such_model")

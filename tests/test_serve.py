@@ -182,6 +182,43 @@ def test_a_server_started_with_tta_answers_as_the_recognizer_with_it(group6):
             assert record["scores"][name] == pytest.approx(score, abs=2e-3)
 
 
+def test_a_server_given_several_models_answers_with_their_ensemble(group6):
+    """``openfer serve --model A --model B``: each face's scores are the mean of the members'
+    probabilities, as ``Recognizer([A, B])`` gives them; the card is the ensemble's."""
+    from openfer.infer import Recognizer
+
+    members = ["default", "fernet_s.fer2013"]
+    with Server(_config(model=members)) as server:
+        model = httpx.get(f"{server.url}/v1/models").json()["models"][0]
+        card = httpx.get(f"{server.url}/v1/models/card", timeout=60).text
+        body = httpx.post(f"{server.url}/v1/predict", timeout=60,
+                          files={"file": ("group6.jpg", group6, "image/jpeg")}).json()
+    assert model["name"] == members and model["architecture"].startswith("ensemble(")
+    assert body["model"] == members
+    assert card == model_card(members) and card.startswith("# Model card: ensemble of 2 models")
+    assert "## Model card: default" in card and "## Model card: fernet_s.fer2013" in card
+    image = np.asarray(Image.open(io.BytesIO(group6)).convert("RGB"))
+    local = Recognizer(members, detector="yunet",
+                       detector_options={"weights": str(YUNET)}).predict(image)[0]
+    assert len(body["records"]) == len(local.faces) == 6
+    for record, face in zip(body["records"], local.faces):
+        assert record["label"] == face.label
+        for name, score in face.probabilities.items():
+            assert record["scores"][name] == pytest.approx(score, abs=2e-3)
+
+
+def test_openfer_serve_reads_a_repeated_model_as_an_ensemble(monkeypatch):
+    import openfer.serve
+    from openfer.cli import main
+
+    served = []
+    monkeypatch.setattr(openfer.serve, "run", lambda config, **_: served.append(config.model))
+    assert main(["serve", "--model", "default", "--model", "fernet_s.fer2013"]) == 0
+    assert main(["serve", "--model", "fernet_s.fer2013"]) == 0
+    assert main(["serve"]) == 0
+    assert served == [["default", "fernet_s.fer2013"], "fernet_s.fer2013", "default"]
+
+
 # -- bad input: each kind gets its own 4xx, and the server keeps serving ---------------------
 
 def _bad_uploads(group6: bytes) -> list[tuple[str, dict, int, str]]:

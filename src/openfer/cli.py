@@ -27,6 +27,7 @@ EXAMPLES = {
     "serve": """examples:
   openfer serve                                   # http://127.0.0.1:8000 (page, /v1/predict, /docs)
   openfer serve --host 0.0.0.0 --port 8080 --api-key SECRET --workers 2
+  openfer serve --model default --model fernet_s.fer2013   # their ensemble
   curl -F file=@photo.jpg http://127.0.0.1:8000/v1/predict
 """,
     "predict": """examples:
@@ -261,10 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     card = commands.add_parser("card", help="the model card of trained weights: what they are, "
                                "how they were trained and measured, intended use, limitations")
-    card.add_argument("model", nargs="?", default="default",
-                      help="shipped name, .safetensors file or run directory (default: default)")
+    card.add_argument("model", nargs="*", default=["default"],
+                      help="shipped name, .safetensors or .onnx file, or run directory (default: "
+                           "default); several: the card of their ensemble")
     card.add_argument("--json", action="store_true",
-                      help="the card's facts as JSON (file, digest, parameters, all metadata)")
+                      help="the card's facts as JSON (file, digest, parameters, all metadata; "
+                           "a list of them for an ensemble)")
 
     serve = commands.add_parser("serve", help="web service and web page (needs the [serve] "
                                 "extra)", epilog=EXAMPLES["serve"],
@@ -272,8 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--model", default="default",
-                       help="shipped name, .safetensors or .onnx file (default: default)")
+    serve.add_argument("--model", action="append",
+                       help="shipped name, .safetensors or .onnx file (default: default); "
+                            "repeat it to serve the ensemble (mean of the probabilities; torch "
+                            "models)")
     serve.add_argument("--detector", default="auto",
                          help="auto, yunet, mtcnn, haar (default auto: YuNet, else MTCNN when "
                               "its weights are local, else Haar)")
@@ -507,13 +512,13 @@ def _shipped_line(name: str, path) -> str:
 
 
 def cmd_card(args) -> int:
-    from .model_card import card_facts, render
+    from .model_card import card_facts, model_card
 
-    facts = card_facts(args.model)
     if args.json:
-        print(json.dumps(facts, indent=2))
+        facts = [card_facts(name) for name in args.model]
+        print(json.dumps(facts[0] if len(facts) == 1 else facts, indent=2))
     else:
-        sys.stdout.write(render(facts))
+        sys.stdout.write(model_card(args.model))
     return 0
 
 
@@ -571,8 +576,10 @@ def cmd_serve(args) -> int:
     except ImportError as exc:
         raise OpenferError(f"openfer serve needs the [serve] extra ({exc.name} is missing): "
                            "pip install 'openfer[serve]'") from None
+    models = args.model or ["default"]
     config = ServeConfig(
-        model=args.model, detector=args.detector, yunet=args.yunet, mtcnn=args.mtcnn,
+        model=models[0] if len(models) == 1 else models, detector=args.detector,
+        yunet=args.yunet, mtcnn=args.mtcnn,
         backend=args.backend,
         precision=args.precision, tta=args.tta, device=resolve_device(args.device),
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),

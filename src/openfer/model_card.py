@@ -84,9 +84,57 @@ def card_facts(name_or_path: str | Path) -> dict[str, Any]:
             "description": get_entry(architecture).description}
 
 
-def model_card(name_or_path: str | Path) -> str:
-    """The Markdown model card of the weights ``name_or_path`` names (see the module doc)."""
+def model_card(name_or_path: str | Path | list) -> str:
+    """The Markdown model card of the weights ``name_or_path`` names (see the module doc); given
+    a list of several, the card of their ensemble (:func:`ensemble_card`)."""
+    if isinstance(name_or_path, (list, tuple)):
+        if len(name_or_path) != 1:
+            return ensemble_card(name_or_path)
+        name_or_path = name_or_path[0]
     return render(card_facts(name_or_path))
+
+
+def ensemble_card(names: list) -> str:
+    """The card of an ensemble (:mod:`openfer.models.ensemble`: the mean of its members' class
+    probabilities): what it is, how to measure it (no file records an ensemble's accuracy), then
+    each member's own card, its headings one level down."""
+    from .errors import OpenferError
+    from .models.ensemble import input_mismatch
+    from .models.meta import ModelMeta
+
+    if not names:
+        raise OpenferError("an ensemble's card needs at least one model")
+    facts = [card_facts(name) for name in names]
+    metas = [ModelMeta.from_dict(f["meta"]) for f in facts]
+    for name, meta in zip(names[1:], metas[1:]):
+        if mismatch := input_mismatch(meta, metas[0]):
+            key, value, reference = mismatch
+            raise OpenferError(f"{name} cannot join {names[0]} in an ensemble: its {key} is "
+                               f"{value!r}, not {reference!r}")
+    listed = ", ".join(f"`{name}`" for name in names)
+    metrics = facts[0]["meta"].get("metrics") or {}
+    dataset, row = next(iter(metrics.items()), ("DATASET", {}))
+    lines = [f"# Model card: ensemble of {len(names)} models", "",
+             f"Its answer is the mean of the class probabilities of {listed} "
+             "(`openfer.models.ensemble`), which read the same input and predict the same "
+             "classes in the same order. Its own accuracy is recorded in no file; measure it "
+             "(the data set's file or folder as `--root`):", "", "```bash",
+             "openfer eval " + " ".join(f"--model {name}" for name in names)
+             + f" --dataset {dataset} --root PATH"
+             + (f" --split {row['split']}" if row.get("split") else "") + " --json",
+             "```", "", "Each member's card follows, with its own evaluation.", ""]
+    lines += [_demote(render(f)) for f in facts]
+    return "\n".join(lines)
+
+
+def _demote(markdown: str) -> str:
+    """Every Markdown heading one level down (``#`` lines inside code blocks are left alone)."""
+    lines, code = [], False
+    for line in markdown.split("\n"):
+        if line.startswith("```"):
+            code = not code
+        lines.append("#" + line if line.startswith("#") and not code else line)
+    return "\n".join(lines)
 
 
 def render(facts: dict[str, Any]) -> str:

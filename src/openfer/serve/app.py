@@ -7,6 +7,9 @@ Routes::
                        bytes; ``?detect=false`` treats each image as one pre-cropped face
     GET  /v1/models    the model's metadata (classes, input, metrics, training data, license)
     GET  /v1/models/card  its model card (Markdown; :mod:`openfer.model_card`)
+
+``ServeConfig.model`` (``--model``, repeatable) may name several models: the server runs their
+ensemble (the mean of their probabilities) and its card is the ensemble's, members' cards within.
     GET  /v1/stats     requests, batches, mean batch size
     GET  /healthz      the process is alive
     GET  /readyz       the model is loaded and the queue has room (503 otherwise)
@@ -46,7 +49,7 @@ API_KEY_ENV = "OPENFER_API_KEY"
 class ServeConfig:
     """Everything ``openfer serve`` can be told; defaults are safe for a public machine."""
 
-    model: str = "default"
+    model: str | list[str] = "default"            # several: their ensemble
     detector: str = "auto"
     yunet: str | None = None
     mtcnn: str | None = None
@@ -251,8 +254,8 @@ def create_app(config: ServeConfig | None = None):
             try:
                 state["card"] = await asyncio.to_thread(model_card, config.model)
             except OpenferError as exc:
-                return error(404, "no_card", f"{config.model} carries no model card ({exc}); "
-                             "cards are read from openfer's .safetensors weights")
+                return error(404, "no_card", f"{_named(config.model)} carries no model card "
+                             f"({exc}); cards are read from openfer's .safetensors weights")
         return PlainTextResponse(state["card"], media_type="text/markdown; charset=utf-8")
 
     @app.get("/v1/stats", summary="Requests served and how they were batched")
@@ -293,6 +296,10 @@ def create_app(config: ServeConfig | None = None):
                 "images": images, "records": records}
 
     return app
+
+
+def _named(model: str | list[str]) -> str:
+    return model if isinstance(model, str) else " + ".join(model)
 
 
 def detector_name(recognizer: Recognizer, detect: bool) -> str:
