@@ -106,3 +106,24 @@ def test_a_trace_beside_concurrent_uploads_still_sees_its_own_tracer_warnings(
     assert len(outcomes) == 15
     assert all(reason and "data-dependent" in reason for reason in outcomes), outcomes
     assert warnings.filters == filters
+
+
+def test_fused_models_called_from_many_threads_leave_torchs_onednn_switch_as_it_was(
+        frequent_thread_switches):
+    """Every fused call turns PyTorch's process-wide oneDNN Graph switch on for itself; calls
+    overlapping in threads must not restore each other's value and leave it on."""
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(8, 3)).eval()
+    fused, faces = fuse_for_inference(model, "fp32"), torch.rand(4, 1, 12, 12)
+    with torch.no_grad():
+        expected = model(faces)
+        fused(faces)                             # traced and warmed here
+    assert torch.jit.onednn_fusion_enabled() is False
+
+    def calls():
+        for _ in range(300):
+            with torch.no_grad():
+                assert torch.allclose(fused(faces), expected, atol=1e-5)
+
+    _in_threads(calls, copies=8)
+    assert torch.jit.onednn_fusion_enabled() is False

@@ -8,7 +8,10 @@ inside such a block at once restore each other's state and leave the wrong one b
 in the process for good. ``openfer serve`` decodes uploads in a thread pool while its batching
 thread may trace a model (which records the tracer's warnings), so every such temporary change in
 openfer goes through :data:`LOCK`, held only as long as the change is needed. Code outside openfer
-that changes the same state from another thread at the same moment is not covered.
+that changes the same state from another thread at the same moment is not covered. PyTorch's
+oneDNN Graph switch, which every fused inference call turns on, is not locked for the call's
+length but counted (``openfer.models.fusion._onednn_fusion``): calls overlap freely, and the last
+one to leave restores it.
 """
 
 from __future__ import annotations

@@ -231,19 +231,36 @@ def for_precision(model: nn.Module, precision: str, device: str = "cpu"
 
 class _onednn_fusion:
     """PyTorch's process-wide oneDNN Graph switch, on (or off) for one call, then as it was.
-    A class rather than ``contextlib``: it runs on every batch-1 call."""
+    A class rather than ``contextlib``: it runs on every batch-1 call.
 
-    __slots__ = ("enabled", "previous")
+    Calls from several threads overlap: the switch is saved when the first of them enters and
+    put back when the last one leaves (a count under a lock), so the process is left as it was;
+    saving and restoring per call let threads restore each other's value and leave it on. While
+    calls overlap the last one to enter sets it (the graphs' plans are made in their warm-up
+    calls; see :meth:`FusedModel._warm`)."""
+
+    __slots__ = ("enabled",)
+    _lock = threading.Lock()
+    _active = 0                                  # calls inside, across threads
+    _saved = False                               # the switch before the first of them
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
 
     def __enter__(self):
-        self.previous = torch.jit.onednn_fusion_enabled()
-        torch.jit.enable_onednn_fusion(self.enabled)
+        cls = _onednn_fusion
+        with cls._lock:
+            if cls._active == 0:
+                cls._saved = torch.jit.onednn_fusion_enabled()
+            cls._active += 1
+            torch.jit.enable_onednn_fusion(self.enabled)
 
     def __exit__(self, *exc) -> None:
-        torch.jit.enable_onednn_fusion(self.previous)
+        cls = _onednn_fusion
+        with cls._lock:
+            cls._active -= 1
+            if cls._active == 0:
+                torch.jit.enable_onednn_fusion(cls._saved)
 
 
 def _to_float(output):
