@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from torch import nn
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -110,3 +111,22 @@ def write_synthetic_affectnet(root, n_train=224, n_val=96):
 def synthetic_affectnet(tmp_path_factory) -> Path:
     """A small learnable AffectNet tree in the CSV release's format (read-only in tests)."""
     return write_synthetic_affectnet(tmp_path_factory.mktemp("affectnet") / "affectnet")
+
+
+
+class DataDependent(nn.Module):
+    """A model that branches on its input's values: a trace would freeze the branch it took."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+
+    def forward(self, x):
+        y = self.conv(x).mean((2, 3))
+        return y if bool(x.mean() > 0) else -y
+
+
+@pytest.fixture
+def data_dependent_model():
+    """A factory of :class:`DataDependent` models."""
+    return DataDependent

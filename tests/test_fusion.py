@@ -9,7 +9,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 import openfer
 from openfer.data import load_dataset
@@ -64,17 +63,8 @@ def test_the_original_model_is_left_as_it_was():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-def test_a_model_the_tracer_cannot_follow_runs_eagerly_with_a_warning():
-    class DataDependent(nn.Module):             # a branch on the data: a trace would freeze it
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(1, 4, 3)
-
-        def forward(self, x):
-            y = self.conv(x).mean((2, 3))
-            return y if bool(x.mean() > 0) else -y
-
-    model = DataDependent().eval()
+def test_a_model_the_tracer_cannot_follow_runs_eagerly_with_a_warning(data_dependent_model):
+    model = data_dependent_model().eval()      # a branch on the data: a trace would freeze it
     fused = fuse_for_inference(model, "fp32")
     positive = torch.rand(2, 1, 8, 8)
     with pytest.warns(RuntimeWarning, match="running the model eagerly"):

@@ -75,19 +75,10 @@ def test_concurrent_decoding_leaves_the_warning_filters_and_pils_limit_as_they_w
 
 @pytest.mark.filterwarnings("ignore:DataDependent. fast CPU inference unavailable")
 def test_a_trace_beside_concurrent_uploads_still_sees_its_own_tracer_warnings(
-        frequent_thread_switches):
+        frequent_thread_switches, data_dependent_model):
     """The fused path reads the tracer's warnings to refuse a model whose trace would freeze a
     data-dependent branch; uploads decoded meanwhile must neither hide those warnings nor keep
     the trace's ``always`` filter."""
-    class DataDependent(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(1, 4, 3)
-
-        def forward(self, x):
-            y = self.conv(x).mean((2, 3))
-            return y if bool(x.mean() > 0) else -y
-
     data, filters = _png(), list(warnings.filters)
     outcomes: list[str | None] = []
 
@@ -97,7 +88,7 @@ def test_a_trace_beside_concurrent_uploads_still_sees_its_own_tracer_warnings(
 
     def traces():
         for _ in range(5):
-            fused = fuse_for_inference(DataDependent().eval(), "fp32")
+            fused = fuse_for_inference(data_dependent_model().eval(), "fp32")
             with torch.no_grad():
                 fused(torch.rand(2, 1, 8, 8))
             outcomes.append(fused.eager_reason)

@@ -163,18 +163,14 @@ def test_detect_false_classifies_the_whole_image_as_one_face(server):
     assert body["records"][0]["box"] == [0.0, 0.0, float(face.width), float(face.height)]
 
 
-def test_a_server_started_with_tta_answers_as_the_recognizer_with_it(group6):
-    """``openfer serve --tta shifts``: every face's scores are the 18 views' average, as
-    ``Recognizer(tta="shifts")`` gives them; ``/v1/models`` says so."""
+def _assert_answers_as_the_recognizer(body: dict, photo: bytes, model, **options) -> None:
+    """The server's records for ``photo`` are the six faces ``Recognizer(model, **options)``
+    finds and labels in it, with the same scores."""
     from openfer.infer import Recognizer
 
-    with Server(_config(tta="shifts")) as server:
-        assert httpx.get(f"{server.url}/v1/models").json()["models"][0]["tta"] == "shifts"
-        body = httpx.post(f"{server.url}/v1/predict", timeout=60,
-                          files={"file": ("group6.jpg", group6, "image/jpeg")}).json()
-    image = np.asarray(Image.open(io.BytesIO(group6)).convert("RGB"))
-    local = Recognizer("default", detector="yunet", tta="shifts",
-                       detector_options={"weights": str(YUNET)}).predict(image)[0]
+    image = np.asarray(Image.open(io.BytesIO(photo)).convert("RGB"))
+    local = Recognizer(model, detector="yunet", detector_options={"weights": str(YUNET)},
+                       **options).predict(image)[0]
     assert len(body["records"]) == len(local.faces) == 6
     for record, face in zip(body["records"], local.faces):
         assert record["label"] == face.label
@@ -182,11 +178,19 @@ def test_a_server_started_with_tta_answers_as_the_recognizer_with_it(group6):
             assert record["scores"][name] == pytest.approx(score, abs=2e-3)
 
 
+def test_a_server_started_with_tta_answers_as_the_recognizer_with_it(group6):
+    """``openfer serve --tta shifts``: every face's scores are the 18 views' average, as
+    ``Recognizer(tta="shifts")`` gives them; ``/v1/models`` says so."""
+    with Server(_config(tta="shifts")) as server:
+        assert httpx.get(f"{server.url}/v1/models").json()["models"][0]["tta"] == "shifts"
+        body = httpx.post(f"{server.url}/v1/predict", timeout=60,
+                          files={"file": ("group6.jpg", group6, "image/jpeg")}).json()
+    _assert_answers_as_the_recognizer(body, group6, "default", tta="shifts")
+
+
 def test_a_server_given_several_models_answers_with_their_ensemble(group6):
     """``openfer serve --model A --model B``: each face's scores are the mean of the members'
     probabilities, as ``Recognizer([A, B])`` gives them; the card is the ensemble's."""
-    from openfer.infer import Recognizer
-
     members = ["default", "fernet_s.fer2013"]
     with Server(_config(model=members)) as server:
         model = httpx.get(f"{server.url}/v1/models").json()["models"][0]
@@ -197,14 +201,7 @@ def test_a_server_given_several_models_answers_with_their_ensemble(group6):
     assert body["model"] == members
     assert card == model_card(members) and card.startswith("# Model card: ensemble of 2 models")
     assert "## Model card: default" in card and "## Model card: fernet_s.fer2013" in card
-    image = np.asarray(Image.open(io.BytesIO(group6)).convert("RGB"))
-    local = Recognizer(members, detector="yunet",
-                       detector_options={"weights": str(YUNET)}).predict(image)[0]
-    assert len(body["records"]) == len(local.faces) == 6
-    for record, face in zip(body["records"], local.faces):
-        assert record["label"] == face.label
-        for name, score in face.probabilities.items():
-            assert record["scores"][name] == pytest.approx(score, abs=2e-3)
+    _assert_answers_as_the_recognizer(body, group6, members)
 
 
 def test_openfer_serve_reads_a_repeated_model_as_an_ensemble(monkeypatch):
