@@ -117,5 +117,7 @@ def test_accuracy_comes_with_wilsons_95_percent_interval():
     assert wilson_interval(50, 100) == pytest.approx([0.4038, 0.5962], abs=1e-4)
     low, high = wilson_interval(0, 10)
     assert low == 0.0 and 0.27 < high < 0.28             # never below 0, unlike the normal one
+    low, high = wilson_interval(10, 10)
+    assert high == 1.0 and 0.72 < low < 0.73             # exactly 1, not 1 - 1e-16
     report = classification_report([0, 0, 1, 1], [0, 1, 1, 1], ["a", "b"])
     assert report["accuracy_ci95"] == pytest.approx(wilson_interval(3, 4))

@@ -67,7 +67,9 @@ def wilson_interval(correct: int, n: int, z: float = Z95) -> list[float]:
     p = correct / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [max(0.0, centre - half), min(1.0, centre + half)]
+    # At 0 or n correct a bound is exactly 0 or 1; the formula's rounding would give 1 - 1e-16.
+    return [0.0 if correct == 0 else max(0.0, centre - half),
+            1.0 if correct == n else min(1.0, centre + half)]
 
 
 def paired_comparison(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict:
