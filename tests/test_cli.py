@@ -171,6 +171,12 @@ def test_bench_times_the_shipped_model(capsys):
     assert report["architecture"] == "fernet_s" and report["threads"] == 1
     assert report["input"] == [1, 48, 48]
     assert 0 < report["latency_ms_batch1"] < 1000 and report["faces_per_s_batch8"] > 1
+    assert report["model"] == "fernet_s.fer2013"
+    assert main(["bench", "--model", "default", "--model", "fernet_s.fer2013", "--repeats", "5",
+                 "--batch", "8"]) == 0                # an ensemble
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] == ["default", "fernet_s.fer2013"]
+    assert report["architecture"].startswith("ensemble(")
 
 
 def test_eval_compare_scores_a_second_model_on_the_same_faces(weights, small_fer2013, tmp_path,

@@ -53,6 +53,26 @@ def test_bf16_keeps_the_top_label_and_the_publictest_accuracy(publictest, name):
     assert abs((fp32 == labels).mean() - (bf16 == labels).mean()) <= 0.005
 
 
+def test_an_ensemble_runs_each_member_in_the_precision_its_own_records_allow(publictest):
+    """An ensemble records no precision checks of its own: under ``auto`` each member runs as it
+    would alone (here the default and FERNet-S: int8 and bf16 on this project's EPYC, both bf16
+    on AMX, fp32 where neither is checked), and the answers stay the fp32 ensemble's."""
+    from openfer.evaluate import evaluate
+    from openfer.models.ensemble import load_ensemble
+
+    members, faces = ["default", "fernet_s.fer2013"], _faces(publictest, 1000)
+    alone = [Recognizer(m, detector="none", precision="auto").precision for m in members]
+    both = Recognizer(members, detector="none", precision="auto")
+    assert both.precision == (alone[0] if alone[0] == alone[1] else "+".join(alone))
+    fp32 = Recognizer(members, detector="none", precision="fp32").classify(faces)
+    assert (both.classify(faces).argmax(1) == fp32.argmax(1)).mean() >= 0.99
+    subset = publictest.subset(np.arange(1000))
+    reports = [evaluate(load_ensemble(members), subset, precision=p)
+               for p in ("fp32", "auto")]
+    assert reports[1]["precision"] == both.precision
+    assert abs(reports[0]["accuracy"] - reports[1]["accuracy"]) <= 0.005
+
+
 def test_the_original_model_is_left_as_it_was():
     model = openfer.create_model("fernet_s").train()
     before = {k: v.clone() for k, v in model.state_dict().items()}

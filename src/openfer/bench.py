@@ -57,7 +57,8 @@ def classifier_speed(recognizer, *, batch: int = 64, repeats: int = 200, seed: i
 
 def run(model: str = "default", *, backend: str = "torch", precision: str = "auto",
         threads: int = 1, batch: int = 64, repeats: int = 200, device: str = "cpu") -> dict:
-    """Load ``model`` in a Recognizer (no detector) and time it; a JSON-ready report."""
+    """Load ``model`` (a list: their ensemble) in a Recognizer (no detector) and time it; a
+    JSON-ready report."""
     from .infer import Recognizer
 
     before = torch.get_num_threads()            # the Recognizer sets torch's, process-wide
@@ -65,7 +66,8 @@ def run(model: str = "default", *, backend: str = "torch", precision: str = "aut
         recognizer = Recognizer(model, detector="none", backend=backend, threads=threads,
                                 precision=precision, device=device)
         meta = recognizer.meta
-        report = {"model": str(model), "architecture": meta.architecture, "backend": backend,
+        report = {"model": model if isinstance(model, list) else str(model),
+                  "architecture": meta.architecture, "backend": backend,
                   "precision": recognizer.precision, "device": device, "threads": threads,
                   "input": [meta.channels, *meta.input_size], "machine": machine(),
                   "torch": torch.__version__}

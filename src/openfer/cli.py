@@ -48,7 +48,8 @@ EXAMPLES = {
     "bench": """examples:
   openfer bench                                   # the default model, torch, 1 thread
   openfer bench --model fernet_s.fer2013 --backend onnx --threads 2
-  openfer bench --model runs/x/best.safetensors --device cuda --batch 256""",
+  openfer bench --model runs/x/best.safetensors --device cuda --batch 256
+  openfer bench --model default --model fernet_s.fer2013   # their ensemble""",
     "eval": """examples:
   openfer eval --model runs/deep_emotion_fer2013/best.safetensors --dataset fer2013 \\
       --root fer2013.csv.gz --split PublicTest
@@ -244,8 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "latency at batch 1, throughput at a batch size",
                                 epilog=EXAMPLES["bench"],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench.add_argument("--model", default="default",
-                       help="shipped name, .safetensors or .onnx file (default: default)")
+    bench.add_argument("--model", action="append",
+                       help="shipped name, .safetensors or .onnx file (default: default); "
+                            "repeat it to time the ensemble")
     bench.add_argument("--backend", default="torch", choices=("torch", "onnx"))
     _add_precision(bench)
     bench.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
@@ -467,10 +469,16 @@ def cmd_data(args) -> int:
     return 1 if unreadable else 0
 
 
+def _model_or_ensemble(models: list[str] | None) -> str | list[str]:
+    """A repeatable ``--model``: one name, or the list of an ensemble's (default: default)."""
+    models = models or ["default"]
+    return models[0] if len(models) == 1 else models
+
+
 def cmd_bench(args) -> int:
     from .bench import run
 
-    report = run(args.model, backend=args.backend, precision=args.precision,
+    report = run(_model_or_ensemble(args.model), backend=args.backend, precision=args.precision,
                  threads=args.threads, batch=args.batch, repeats=args.repeats,
                  device=resolve_device(args.device))
     print(json.dumps(report, indent=2))
@@ -576,9 +584,8 @@ def cmd_serve(args) -> int:
     except ImportError as exc:
         raise OpenferError(f"openfer serve needs the [serve] extra ({exc.name} is missing): "
                            "pip install 'openfer[serve]'") from None
-    models = args.model or ["default"]
     config = ServeConfig(
-        model=models[0] if len(models) == 1 else models, detector=args.detector,
+        model=_model_or_ensemble(args.model), detector=args.detector,
         yunet=args.yunet, mtcnn=args.mtcnn,
         backend=args.backend,
         precision=args.precision, tta=args.tta, device=resolve_device(args.device),

@@ -172,10 +172,15 @@ def _scored(model, dataset, batch_size, device, mode, precision):
         raise OpenferError(f"{dataset.name} has no samples to evaluate")
     scorer = model
     if precision != "fp32":
-        from .models.fusion import for_precision, fuse_for_inference
+        from .models.ensemble import Ensemble
+        from .models.fusion import for_precision, fuse_for_inference, fuse_members
 
-        reduced, precision = for_precision(model, precision, torch.device(device).type)
-        scorer = fuse_for_inference(reduced, precision) if precision != "fp32" else model
+        if isinstance(model, Ensemble):                 # each member in its own precision
+            members, precision = fuse_members(model, precision, torch.device(device).type)
+            scorer = Ensemble(members)
+        else:
+            reduced, precision = for_precision(model, precision, torch.device(device).type)
+            scorer = fuse_for_inference(reduced, precision) if precision != "fp32" else model
     probs = predict_probabilities(scorer, dataset, batch_size=batch_size, device=device,
                                   tta=mode)
     return classes, y_true, probs, precision

@@ -126,6 +126,19 @@ class FaceScorer(torch.nn.Module):
             .softmax(-1)
 
 
+class MeanProbabilities(torch.nn.Module):
+    """An ensemble's class probabilities from members that each output their own (fused
+    :class:`FaceScorer` graphs, each in its own precision: :func:`openfer.models.fusion.
+    fuse_members`): their mean, as :class:`openfer.models.ensemble.Ensemble` averages."""
+
+    def __init__(self, members: list[torch.nn.Module], meta):
+        super().__init__()
+        self.members, self.meta = torch.nn.ModuleList(members), meta
+
+    def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(faces) for member in self.members]).mean(0)
+
+
 class Recognizer:
     """Detect, align and classify faces with one model (or an ensemble).
 
@@ -142,8 +155,9 @@ class Recognizer:
     else int8 where oneDNN's int8 kernels keep the answers (any x86 CPU with AVX2, for 7-bit
     weights), else bf16 on CPUs with AVX512-BF16, each for a model whose metadata
     records that precision's check against fp32 (``scripts/check_precision.py``); fp32
-    otherwise (:func:`openfer.models.fusion.auto_precision`). ``self.precision`` says which was
-    chosen.
+    otherwise (:func:`openfer.models.fusion.auto_precision`); an ensemble's members each as they
+    would run alone (:func:`openfer.models.fusion.fuse_members`). ``self.precision`` says which
+    was chosen (``int8+bf16``: an ensemble's members differ).
     The torch backend runs normalisation, model and softmax as one traced graph on oneDNN Graph
     (:mod:`openfer.models.fusion`; eagerly where the model cannot be traced, and on GPUs).
     """
@@ -152,7 +166,9 @@ class Recognizer:
                  backend: str = "torch", batch_size: int = 64, tta: bool | str = False,
                  detector_options: dict | None = None, threads: int | None = None,
                  precision: str = "auto"):
-        from .models.fusion import check_precision, for_precision, fuse_for_inference
+        from .models.ensemble import Ensemble
+        from .models.fusion import (check_precision, for_precision, fuse_for_inference,
+                                    fuse_members)
         from .models.registry import load_model
 
         if threads and backend == "torch":
@@ -183,6 +199,10 @@ class Recognizer:
             torch_model = load_model(model) if isinstance(model, (str, Path)) else model
             if backend == "onnx":
                 self.model = _onnx_from_torch(torch_model, threads)
+            elif isinstance(torch_model, Ensemble) and precision != "fp32":
+                members, self.precision = fuse_members(torch_model, precision, self.device,
+                                                       wrap=FaceScorer)
+                self.model = MeanProbabilities(members, torch_model.meta).to(self.device)
             else:
                 torch_model, precision = for_precision(torch_model, precision, self.device)
                 self.precision = precision

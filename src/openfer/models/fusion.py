@@ -413,6 +413,23 @@ class FusedModel(nn.Module):
         return _to_float(self.model(x))
 
 
+def fuse_members(ensemble: nn.Module, precision: str, device: str = "cpu",
+                 wrap=None) -> tuple[list[FusedModel], str]:
+    """Each member of an :class:`~openfer.models.ensemble.Ensemble` fused in the precision that
+    ``precision`` gives it by :func:`for_precision`, as if it ran alone: ``auto`` reads each
+    member's own bf16 / int8 records (an ensemble records no checks of its own), so the shipped
+    default runs in int8 beside a member that has only a bf16 check, rather than the whole
+    ensemble in fp32. Returns the fused members (each ``wrap(member)`` where ``wrap`` is given)
+    and the precisions that ran, joined by ``+`` in member order where they differ
+    (``int8+bf16``)."""
+    members, chosen = [], []
+    for member in ensemble.members:
+        reduced, ran = for_precision(member, precision, device)
+        members.append(fuse_for_inference(wrap(reduced) if wrap else reduced, ran))
+        chosen.append(ran)
+    return members, chosen[0] if len(set(chosen)) == 1 else "+".join(chosen)
+
+
 def fuse_for_inference(model: nn.Module, precision: str = "fp32") -> FusedModel:
     """An inference-only copy of ``model`` in ``precision`` (``fp32`` or ``bf16``; ``int8`` for
     a model already quantised by :func:`openfer.models.quantize.quantize`), traced and run by
