@@ -121,6 +121,24 @@ def test_an_onnx_server_serves_its_files_card(tmp_path):
     assert "(ONNX, fp32); SHA-256 of the file" in response.text
 
 
+def test_a_model_without_a_readable_card_gets_a_json_404_naming_it(monkeypatch):
+    import importlib
+
+    from openfer.errors import OpenferError
+
+    def unreadable(model):
+        raise OpenferError("its metadata cannot be read")
+
+    # (the module: openfer.model_card is also the function's name in the package)
+    monkeypatch.setattr(importlib.import_module("openfer.model_card"), "model_card", unreadable)
+    with Server(_config(model="fernet_s.fer2013")) as s:
+        response = httpx.get(f"{s.url}/v1/models/card", timeout=30)
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "no_card" and "fernet_s.fer2013 carries no model card" in \
+        error["message"] and "its metadata cannot be read" in error["message"]
+
+
 def test_multipart_upload_finds_the_six_faces_in_predict_json_records(server, group6):
     response = httpx.post(f"{server.url}/v1/predict",
                           files={"file": ("group6.jpg", group6, "image/jpeg")}, timeout=60)
