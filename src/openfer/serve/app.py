@@ -7,13 +7,13 @@ Routes::
                        bytes; ``?detect=false`` treats each image as one pre-cropped face
     GET  /v1/models    the model's metadata (classes, input, metrics, training data, license)
     GET  /v1/models/card  its model card (Markdown; :mod:`openfer.model_card`)
-
-``ServeConfig.model`` (``--model``, repeatable) may name several models: the server runs their
-ensemble (the mean of their probabilities) and its card is the ensemble's, members' cards within.
     GET  /v1/stats     requests, batches, mean batch size
     GET  /healthz      the process is alive
     GET  /readyz       the model is loaded and the queue has room (503 otherwise)
     GET  /docs         OpenAPI documentation (/openapi.json)
+
+``ServeConfig.model`` (``--model``, repeatable) may name several models: the server runs their
+ensemble (the mean of their probabilities) and its card is the ensemble's, members' cards within.
 
 A response has the same records as ``openfer predict --json`` (one per face, or one saying
 there is no face) plus one summary per image. Faces of concurrent requests are classified in
