@@ -148,6 +148,7 @@ def test_an_ensemble_predicts_the_mean_of_its_members_probabilities(tmp_path, ca
     record = json.loads(capsys.readouterr().out)
     expected = (single[0][0] + single[1][0]) / 2
     np.testing.assert_allclose(list(record["scores"].values()), expected, atol=1e-4)
+    assert Recognizer([a], detector="none").meta.architecture == "fernet_s"   # not ensemble(a)
     with pytest.raises(openfer.OpenferError, match="not .onnx files"):
         Recognizer([a, tmp_path / "c.onnx"], detector="none")
 

@@ -185,6 +185,8 @@ class Recognizer:
         self.backend, self.batch_size = backend, max(1, int(batch_size))
         self.tta = tta_mode(tta)
         self.precision: str | None = None            # ONNX: the file's own arithmetic
+        if isinstance(model, (list, tuple)) and len(model) == 1:
+            model = model[0]                             # one model, not an ensemble of one
         if isinstance(model, (str, Path)) and str(model).endswith(".onnx"):
             from .export import OnnxClassifier
             self.model = OnnxClassifier(model, threads=threads)
