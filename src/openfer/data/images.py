@@ -89,10 +89,7 @@ def read_image_bounded(path: str | Path, max_side: int = 4096) -> tuple[np.ndarr
             if width * height > MAX_PIXELS:
                 raise DataFormatError(path, f"image is {width}x{height} pixels, more than "
                                       f"the limit of {MAX_PIXELS} pixels")
-            if image.format == "JPEG" and max(width, height) > max_side:
-                image.draft("RGB", (max(1, width * max_side // max(width, height)),
-                                    max(1, height * max_side // max(width, height))))
-            elif width * height > MAX_DECODE_PIXELS:
+            if not draft_jpeg(image, max_side) and width * height > MAX_DECODE_PIXELS:
                 raise DataFormatError(path, f"image is {width}x{height} pixels; "
                                       f"{image.format or 'this format'} images above "
                                       f"{MAX_DECODE_PIXELS // 1_000_000} megapixels are not "
@@ -106,14 +103,29 @@ def read_image_bounded(path: str | Path, max_side: int = 4096) -> tuple[np.ndarr
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataFormatError(path, f"cannot decode image ({exc})",
                               hint="the file is corrupt, truncated or not an image") from None
-    full_side = max(width, height)
+    return fit_long_side(array, max(width, height), max_side)
+
+
+def draft_jpeg(image: Image.Image, max_side: int) -> bool:
+    """Have PIL decode a JPEG whose long side exceeds ``max_side`` at a reduced scale (DCT
+    scaling, ``Image.draft``: at least ``max_side``, at most twice it); True if it will."""
+    width, height = image.size
+    if image.format != "JPEG" or max(width, height) <= max_side:
+        return False
+    image.draft("RGB", (max(1, width * max_side // max(width, height)),
+                        max(1, height * max_side // max(width, height))))
+    return True
+
+
+def fit_long_side(array: np.ndarray, full_side: int, max_side: int) -> tuple[np.ndarray, float]:
+    """``array`` resized (bilinear) so that its long side is at most ``max_side``, and the factor
+    from its coordinates to those of the image whose long side is ``full_side``."""
     if max(array.shape[:2]) > max_side:
         scale = max_side / max(array.shape[:2])
         array = np.asarray(Image.fromarray(array).resize(
             (max(1, round(array.shape[1] * scale)), max(1, round(array.shape[0] * scale))),
             Image.BILINEAR, reducing_gap=2.0))
-    factor = full_side / max(array.shape[:2])
-    return np.ascontiguousarray(array), factor
+    return np.ascontiguousarray(array), full_side / max(array.shape[:2])
 
 
 def pil_to_array(image: Image.Image, channels: int = 3) -> np.ndarray:

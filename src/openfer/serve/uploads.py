@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..data.images import open_image, pil_to_array
+from ..data.images import draft_jpeg, fit_long_side, open_image, pil_to_array
 
 # Magic numbers of the formats the service decodes (the file name is never trusted).
 SIGNATURES: tuple[tuple[str, bytes, int], ...] = (
@@ -82,9 +82,7 @@ def decode_upload(data: bytes, name: str, *, max_bytes: int, max_pixels: int,
                 raise UploadError(413, "too_many_pixels", f"the image declares {width}x"
                                   f"{height} pixels, more than the limit of {max_pixels:,} "
                                   "(possible decompression bomb); downscale it", name)
-            if image.format == "JPEG" and max(width, height) > max_side:
-                image.draft("RGB", (max(1, width * max_side // max(width, height)),
-                                    max(1, height * max_side // max(width, height))))
+            draft_jpeg(image, max_side)
             image = ImageOps.exif_transpose(image)
             array = pil_to_array(image, 3)
     except UploadError:
@@ -97,10 +95,4 @@ def decode_upload(data: bytes, name: str, *, max_bytes: int, max_pixels: int,
                           "the file is truncated or corrupt", name) from None
     if array.size == 0:
         raise UploadError(422, "corrupt", "the image has no pixels", name)
-    full_side = max(width, height)
-    if max(array.shape[:2]) > max_side:
-        scale = max_side / max(array.shape[:2])
-        array = np.asarray(Image.fromarray(array).resize(
-            (max(1, round(array.shape[1] * scale)), max(1, round(array.shape[0] * scale))),
-            Image.BILINEAR, reducing_gap=2.0))
-    return np.ascontiguousarray(array), full_side / max(array.shape[:2])
+    return fit_long_side(array, max(width, height), max_side)
