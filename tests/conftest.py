@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +132,15 @@ class DataDependent(nn.Module):
 def data_dependent_model():
     """A factory of :class:`DataDependent` models."""
     return DataDependent
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG of about 100 bytes whose header declares ``width`` x ``height`` pixels (a
+    decompression bomb, when large): readers must refuse it before decoding."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0,
+                                                             0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import openfer
-from conftest import SHARED
+from conftest import SHARED, png_declaring
 from openfer.checkpoint import save_weights
 from openfer.cli import main
 from openfer.faces.align import ARCFACE_112, similarity_transform
@@ -226,6 +226,21 @@ def test_exif_orientation_is_applied(tmp_path):
     Image.fromarray(stored).save(tmp_path / "r.jpg", exif=exif)
     image, _ = read_image_bounded(tmp_path / "r.jpg")
     assert image.shape[:2] == (80, 40)
+
+
+def test_bounded_reading_refuses_what_it_cannot_decode_in_bounded_memory(tmp_path):
+    from openfer.data.images import read_image_bounded
+    from openfer.errors import DataFormatError
+
+    wide = tmp_path / "wide.png"                   # 121 megapixels, not a JPEG: no DCT scaling
+    wide.write_bytes(png_declaring(11_000, 11_000))
+    with pytest.raises(DataFormatError, match="11000x11000 pixels; PNG images above 120 "
+                                              "megapixels are not decoded"):
+        read_image_bounded(wide)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_declaring(100_000, 100_000))
+    with pytest.raises(DataFormatError, match="bomb.png"):
+        read_image_bounded(bomb)
 
 
 @pytest.mark.slow

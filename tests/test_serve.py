@@ -8,10 +8,8 @@ import io
 import os
 import shutil
 import socket
-import struct
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ httpx = pytest.importorskip("httpx")
 import uvicorn  # noqa: E402
 
 import openfer  # noqa: E402
+from conftest import png_declaring  # noqa: E402
 from openfer.model_card import model_card  # noqa: E402
 from openfer.serve import ServeConfig, create_app  # noqa: E402
 
@@ -84,14 +83,8 @@ def _png(width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
-def _bomb(width: int = 100_000, height: int = 100_000) -> bytes:
-    """A 100-byte PNG that declares 10 gigapixels."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0,
-                                                             0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+def _bomb() -> bytes:
+    return png_declaring(100_000, 100_000)          # 10 gigapixels in about 100 bytes
 
 
 # -- the happy path ---------------------------------------------------------------------------
