@@ -92,9 +92,11 @@ def test_an_ensembles_card_says_how_to_measure_it_then_gives_each_members_card(c
     assert model_card(["default"]) == model_card("default")
 
 
-def test_models_that_cannot_form_an_ensemble_get_no_card(tmp_path):
+def test_models_that_cannot_form_an_ensemble_get_no_card(tmp_path, capsys):
     with pytest.raises(OpenferError, match="cannot join default in an ensemble: its classes"):
         model_card(["default", _weights(tmp_path)])
+    assert main(["card", "default", str(_weights(tmp_path)), "--json"]) == 2   # nor facts
+    assert "cannot join default in an ensemble" in capsys.readouterr().err
 
 
 def test_a_card_of_an_unknown_model_names_what_exists():

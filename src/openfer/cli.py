@@ -520,11 +520,12 @@ def _shipped_line(name: str, path) -> str:
 
 
 def cmd_card(args) -> int:
-    from .model_card import card_facts, model_card
+    from .model_card import card_facts, ensemble_facts, model_card
 
     if args.json:
-        facts = [card_facts(name) for name in args.model]
-        print(json.dumps(facts[0] if len(facts) == 1 else facts, indent=2))
+        facts = card_facts(args.model[0]) if len(args.model) == 1 else \
+            ensemble_facts(args.model)
+        print(json.dumps(facts, indent=2))
     else:
         sys.stdout.write(model_card(args.model))
     return 0

@@ -98,19 +98,7 @@ def ensemble_card(names: list) -> str:
     """The card of an ensemble (:mod:`openfer.models.ensemble`: the mean of its members' class
     probabilities): what it is, how to measure it (no file records an ensemble's accuracy), then
     each member's own card, its headings one level down."""
-    from .errors import OpenferError
-    from .models.ensemble import input_mismatch
-    from .models.meta import ModelMeta
-
-    if not names:
-        raise OpenferError("an ensemble's card needs at least one model")
-    facts = [card_facts(name) for name in names]
-    metas = [ModelMeta.from_dict(f["meta"]) for f in facts]
-    for name, meta in zip(names[1:], metas[1:]):
-        if mismatch := input_mismatch(meta, metas[0]):
-            key, value, reference = mismatch
-            raise OpenferError(f"{name} cannot join {names[0]} in an ensemble: its {key} is "
-                               f"{value!r}, not {reference!r}")
+    facts = ensemble_facts(names)
     listed = ", ".join(f"`{name}`" for name in names)
     metrics = facts[0]["meta"].get("metrics") or {}
     dataset, row = next(iter(metrics.items()), ("DATASET", {}))
@@ -125,6 +113,25 @@ def ensemble_card(names: list) -> str:
              "```", "", "Each member's card follows, with its own evaluation.", ""]
     lines += [_demote(render(f)) for f in facts]
     return "\n".join(lines)
+
+
+def ensemble_facts(names: list) -> list[dict[str, Any]]:
+    """:func:`card_facts` of each member of an ensemble, refused (naming the field) where the
+    members do not read the same input and predict the same classes in the same order."""
+    from .errors import OpenferError
+    from .models.ensemble import input_mismatch
+    from .models.meta import ModelMeta
+
+    if not names:
+        raise OpenferError("an ensemble's card needs at least one model")
+    facts = [card_facts(name) for name in names]
+    metas = [ModelMeta.from_dict(f["meta"]) for f in facts]
+    for name, meta in zip(names[1:], metas[1:]):
+        if mismatch := input_mismatch(meta, metas[0]):
+            key, value, reference = mismatch
+            raise OpenferError(f"{name} cannot join {names[0]} in an ensemble: its {key} is "
+                               f"{value!r}, not {reference!r}")
+    return facts
 
 
 def _demote(markdown: str) -> str:

@@ -75,8 +75,7 @@ def run_predict(args, device: str) -> int:
         raise OpenferError("nothing to predict: give image/video paths or folders, or --camera N")
     detector = "none" if args.no_detect else args.detector
     options = detector_options(detector, args.yunet, args.mtcnn)
-    models = args.model or ["default"]
-    recognizer = Recognizer(models[0] if len(models) == 1 else models, detector=detector,
+    recognizer = Recognizer(args.model or ["default"], detector=detector,
                             device=device, backend=args.backend,
                             batch_size=args.batch_size, tta=args.tta, detector_options=options,
                             precision=args.precision)
