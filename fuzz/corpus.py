@@ -72,6 +72,14 @@ def _rafdb_labels() -> bytes:
         b"test_0001.jpg 3\ntest_0002.jpg 7\n"
 
 
+def _expw_labels() -> bytes:
+    lines = ["afraid_african_214.jpg 0 106 191 296 401 57.73 2",
+             "afraid_african_214.jpg 1 38 43 104 109 11.9 6",
+             "angry_actor_104.jpg 0 28 113 226 311 74.95 0",
+             "angry_actor_104.jpg 0 28 113 226 311 74.95 0"]
+    return ("\n".join(lines) + "\n").encode()
+
+
 def _rafdb_attributes() -> bytes:
     lines = [f"{30.5 + 10 * k}\t{40.25 + 5 * k}" for k in range(5)] + ["1", "0", "2"]
     return ("\n".join(lines) + "\n").encode()
@@ -170,6 +178,7 @@ SEEDS = {
     "fer2013_csv": lambda: [_fer2013_csv()],
     "rafdb_labels": lambda: [_rafdb_labels()],
     "rafdb_attributes": lambda: [_rafdb_attributes()],
+    "expw_labels": lambda: [_expw_labels()],
     "affectnet_csv": lambda: [_affectnet_csv()],
     "affwild2_expr": lambda: [_affwild2_expr()],
     "affwild2_va": lambda: [_affwild2_va()],
@@ -186,7 +195,7 @@ SEEDS = {
 }
 
 IMAGE_TARGETS = {"image", "image_gray", "upload", "predict"}
-TEXT_TARGETS = {"fer2013_csv", "rafdb_labels", "rafdb_attributes", "affectnet_csv",
+TEXT_TARGETS = {"fer2013_csv", "rafdb_labels", "rafdb_attributes", "expw_labels", "affectnet_csv",
                 "affwild2_expr", "affwild2_va", "recipe", "ckplus_emotion", "fmpn_list",
                 "jaffe_ratings", "ferplus_votes", "ferplus_label_csv", "mmi_index"}
 

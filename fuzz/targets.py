@@ -58,6 +58,11 @@ def _rafdb_attributes(path: Path):
     return read_manual_attributes(path)[1]
 
 
+def _expw_labels(path: Path):
+    from openfer.data.expw import read_labels, unique_faces
+    return len(unique_faces(read_labels(path), path)[0])
+
+
 def _affectnet(path: Path):
     from openfer.data.affectnet import read_csv
     return len(read_csv(path))
@@ -132,6 +137,7 @@ TARGETS: dict[str, tuple[str, Callable[[Path], object]]] = {
     "fer2013_csv": (".csv", _fer2013),
     "rafdb_labels": (".txt", _rafdb_labels),
     "rafdb_attributes": (".txt", _rafdb_attributes),
+    "expw_labels": (".lst", _expw_labels),
     "affectnet_csv": (".csv", _affectnet),
     "affwild2_expr": (".txt", _affwild2_expr),
     "affwild2_va": (".txt", _affwild2_va),

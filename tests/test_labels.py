@@ -2,8 +2,8 @@
 
 import pytest
 
-from openfer.labels import (AFFECTNET, AFFECTNET7, AFFWILD2, CKPLUS, CKPLUS_FMPN, FER2013, FERG,
-                            JAFFE, MMI, RAFDB, Emotion, convert, emotions_from_names,
+from openfer.labels import (AFFECTNET, AFFECTNET7, AFFWILD2, CKPLUS, CKPLUS_FMPN, EXPW, FER2013,
+                            FERG, JAFFE, MMI, RAFDB, SFEW, Emotion, convert, emotions_from_names,
                             parse_emotion)
 
 E = Emotion
@@ -50,6 +50,12 @@ def test_mmi_jaffe_ferg():
     assert len(MMI) == 6 and E.NEUTRAL not in MMI.emotions
     assert JAFFE.name_of(JAFFE.from_emotion("fear")) == "FE"
     assert FERG.name_of(FERG.from_emotion("happy")) == "joy"
+
+
+def test_expw_is_fer2013s_order_and_sfew_its_folders_alphabetically():
+    assert EXPW.emotions == FER2013.emotions and EXPW.name_of(3) == "happy"
+    assert SFEW.native_names == ("Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
+    assert SFEW.to_emotion(4) is E.NEUTRAL and SFEW.to_emotion(5) is E.SADNESS
 
 
 @pytest.mark.parametrize("code, target, expected", [

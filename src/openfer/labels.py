@@ -205,6 +205,13 @@ FERG = LabelSet(
     native_names=("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"),
     source="FERG-DB folder names, alphabetical")
 
+#: SFEW 2.0 names its folders (``Train_Aligned_Faces/Angry/``); indices are alphabetical, as
+#: public loaders use them.
+SFEW = LabelSet(
+    "sfew", _E("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise"),
+    native_names=("Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise"),
+    source="SFEW 2.0 folder names, alphabetical")
+
 FERPLUS = LabelSet(
     "ferplus",
     _E("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"),
@@ -218,7 +225,7 @@ EMOTION_GCN_NODES = AFFECTNET7
 
 LABEL_SETS: dict[str, LabelSet] = {ls.name: ls for ls in (
     FER2013, EXPW, RAFDB, AFFECTNET, AFFECTNET7, AFFWILD2, CKPLUS, CKPLUS_FMPN, MMI, JAFFE, FERG,
-    FERPLUS)}
+    SFEW, FERPLUS)}
 
 
 def get_label_set(name: str) -> LabelSet:

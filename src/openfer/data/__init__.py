@@ -52,6 +52,8 @@ DATASETS: dict[str, Callable[..., FaceDataset]] = {
     "mmi_fmpn": _reader("fmpn_layout", "load_mmi"),
     "jaffe": _reader("jaffe"),
     "ferg": _reader("ferg"),
+    "expw": _reader("expw"),
+    "sfew": _reader("sfew"),
 }
 
 

@@ -269,7 +269,12 @@ def load_face(path: str | Path, channels: int, image_size: tuple[int, int], regi
         from ..faces.align import warp
         return warp(image, np.asarray(region, np.float64), tuple(image_size))
     if region is not None:
-        image = crop_box(image, region)
+        try:
+            image = crop_box(image, region)
+        except ValueError as exc:
+            raise DataFormatError(path, f"{exc}; the annotation's box does not fit this image "
+                                  "(a different file, or a box in another coordinate order)"
+                                  ) from None
     return imageio.resize(image, image_size)
 
 
