@@ -57,9 +57,12 @@ class FaceDataset(torch.utils.data.Dataset):
             missing = int((self.labels < 0).sum())
             raise OpenferError(
                 f"{self.name}: {missing} of {len(self)} samples have no expression label, so it "
-                "cannot be used for training or evaluation; predict on it instead (openfer "
-                "predict FILE.csv), or "
-                "evaluate on a labelled split")
+                f"cannot be used for training or evaluation; predict on it instead "
+                f"({self.prediction_command()}), or evaluate on a labelled split")
+
+    def prediction_command(self) -> str:
+        """The ``openfer predict`` command that scores these samples (for error messages)."""
+        return "openfer predict FILE.csv"
 
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels[self.labels >= 0], minlength=len(self.classes))
@@ -228,6 +231,11 @@ class ImageFileDataset(FaceDataset):
 
     def load(self, index: int) -> np.ndarray:
         return load_face(self.paths[index], self.channels, self.image_size, self.region(index))
+
+    def prediction_command(self) -> str:
+        folders = {p.parent for p in self.paths}
+        where = str(folders.pop()) if len(folders) == 1 else "FOLDER --recursive"
+        return f"openfer predict {where}" + (" --no-detect" if self.regions is None else "")
 
     def region(self, index: int):
         """Sample ``index``'s face region (a box or an affine matrix), or ``None``."""
