@@ -114,6 +114,10 @@ def test_model_init_fine_tunes_from_shipped_weights(fer2013_subset, tmp_path):
     scratch = train(load_recipe("fernet_m_fer2013", common), output_dir=tmp_path / "scratch")
     assert tuned["metrics"]["accuracy"] > 0.55, tuned["metrics"]       # shipped: 68 % on all
     assert tuned["metrics"]["accuracy"] > scratch["metrics"]["accuracy"] + 0.2
+    terms = load_model(tmp_path / "tuned" / "best.safetensors").meta.license
+    assert terms.startswith("trained by openfer on fer2013 (Training)")     # the card shows it
+    assert "those of fernet_s.fer2013, the weights it started from" in terms
+    assert "fernet_s" not in load_model(tmp_path / "scratch" / "last.safetensors").meta.license
 
 
 def test_model_init_must_match_the_architecture(fer2013_subset, tmp_path):

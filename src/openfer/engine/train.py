@@ -290,13 +290,26 @@ def model_from_checkpoint(checkpoint_path: str | Path) -> torch.nn.Module:
     data = recipe["data"]
     size = data.get("image_size")
     model = _trained_model(str(checkpoint_path), recipe, recipe=recipe["name"],
-                           training_data=f"{data['dataset']} {data['train_split']}")
+                           training_data=f"{data['dataset']} {data['train_split']}",
+                           license=license_note(recipe))
     if size:
         side = size if isinstance(size, int) else size[0]
         model.meta = model.meta.replace(crop_fraction=model.meta.input_size[0] / side)
     model.meta = model.meta.replace(notes=(model.meta.notes or "") +
                                     f" [from checkpoint epoch {checkpoint['epoch']}]")
     return model
+
+
+def license_note(recipe: dict) -> str:
+    """The terms a run's weights carry: those of the data it learnt from (and of the weights it
+    started from), which openfer cannot waive; recorded so that a model card never says 'not
+    recorded' for a model openfer trained."""
+    note = (f"trained by openfer on {recipe['data']['dataset']} ({recipe['data']['train_split']}); "
+            "the weights carry that data set's terms of use (most FER data sets are licensed "
+            "for non-commercial research only)")
+    if recipe["model"].get("init"):
+        note += f" and those of {recipe['model']['init']}, the weights it started from"
+    return note + ": check them before other use"
 
 
 def _trained_model(checkpoint_path: str, run_recipe: dict, **meta) -> torch.nn.Module:
@@ -314,7 +327,8 @@ def _finish(recipe, run_dir, checkpoints, datamodule, trainer, throughput, wall,
     command = command or " ".join(["openfer", *sys.argv[1:]])
     data = recipe["data"]
     meta = {"training_data": f"{data['dataset']} {data['train_split']} ({data['root']})",
-            "recipe": recipe["name"], "command": command, "crop_fraction": crop_fraction}
+            "recipe": recipe["name"], "command": command, "crop_fraction": crop_fraction,
+            "license": license_note(recipe)}
     best_path = checkpoints.best_path
     save_weights(_trained_model(checkpoints.last_path, recipe, **meta),
                  run_dir / "last.safetensors")
