@@ -101,3 +101,9 @@ def test_the_paper_recipe_trains_on_the_hold_out(ferg, tmp_path):
                                                "data.options.test_fraction=0.2"])
     summary = train(recipe, output_dir=tmp_path / "run")
     assert summary["metrics"]["n"] == 12 and summary["epochs"] == 1
+
+
+def test_cross_validation_folds_must_be_one_per_character(ferg):
+    load_dataset("ferg", ferg, "test", protocol="character", fold=1, folds=2)    # openfer cv
+    with pytest.raises(OpenferError, match="leaving one character out makes 2 folds"):
+        load_dataset("ferg", ferg, "test", protocol="character", fold=1, folds=10)

@@ -173,3 +173,21 @@ def test_affectnet_missing_files_are_explained(tmp_path):
         load_dataset("affectnet", tmp_path, "train", image_size=(48, 48), channels=3)
     with pytest.raises(OpenferError, match="unknown AffectNet split 'dev'"):
         load_dataset("affectnet", tmp_path, "dev", image_size=(48, 48), channels=3)
+
+
+def test_a_reader_option_it_does_not_take_or_of_the_wrong_type_is_refused(tmp_path):
+    """A misspelt option (``test_fractoin``) used to be ignored silently, and a value of the
+    wrong type reached the reader as a traceback."""
+    with pytest.raises(OpenferError, match=r"data set 'ferg' has no option 'test_fractoin' "
+                                           r"\(its options: fold, folds, protocol, seed, "
+                                           r"test_fraction\)"):
+        load_dataset("ferg", tmp_path, "train", test_fractoin=0.2)
+    with pytest.raises(OpenferError, match=r"'ferg': option seed=1.5 must be a whole number"):
+        load_dataset("ferg", tmp_path, "train", seed=1.5)
+    with pytest.raises(OpenferError, match=r"'affectnet7': option align='yes' must be true or "
+                                           r"false"):
+        load_dataset("affectnet7", tmp_path, "train", align="yes")
+    with pytest.raises(OpenferError, match=r"'affectnet7' has no option 'seven'"):
+        load_dataset("affectnet7", tmp_path, "train", seven=False)      # fixed by the name
+    with pytest.raises(OpenferError, match="data set 'folder' takes no options, not fold"):
+        load_dataset("folder", tmp_path, fold=1)

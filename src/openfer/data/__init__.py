@@ -11,22 +11,63 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import OpenferError
+from ..labels import CKPLUS_FMPN, MMI
 from .dataset import ArrayFaceDataset, FaceDataset, ImageFileDataset, with_classes
 
 __all__ = ["ArrayFaceDataset", "FaceDataset", "ImageFileDataset", "DATASETS", "load_dataset"]
 
 
+#: Keyword arguments every reader receives from :func:`load_dataset` (not reader options).
+_COMMON = {"image_size", "channels", "classes"}
+
+
 def _reader(module: str, function: str = "load", **fixed) -> Callable[..., FaceDataset]:
     """The reader ``<module>.<function>(root, split, **fixed, **options)``, its module imported
-    on first use, so that importing :mod:`openfer.data` loads no reader."""
-    def read(root, split, **kw) -> FaceDataset:
+    on first use, so that importing :mod:`openfer.data` loads no reader; its options are checked
+    against the reader's signature first (:func:`check_options`)."""
+    def read(root, split, *, dataset: str = module, **kw) -> FaceDataset:
         reader = getattr(import_module(f".{module}", __name__), function)
+        check_options(dataset, reader, {k: v for k, v in kw.items() if k not in _COMMON},
+                      set(fixed))
         return reader(root, split, **fixed, **kw)
     return read
 
 
-def _folder(root, split, *, image_size, channels, classes=None, **kw) -> FaceDataset:
+def check_options(name: str, reader: Callable, options: dict, fixed: set[str] = frozenset()
+                  ) -> None:
+    """Refuse a reader option the reader does not take (a typo would otherwise be ignored), and
+    one whose value is not of the type of the option's default (an int for a float is fine)."""
+    import inspect
+
+    parameters = {p.name: p for p in list(inspect.signature(reader).parameters.values())[2:]
+                  if p.kind is p.KEYWORD_ONLY and p.name not in _COMMON | set(fixed)}
+    for key, value in options.items():
+        if key not in parameters:
+            known = ", ".join(sorted(parameters)) or "none"
+            raise OpenferError(f"data set {name!r} has no option {key!r} (its options: {known}); "
+                               "check data.options or --option")
+        default = parameters[key].default
+        if default is None or default is inspect.Parameter.empty or value is None:
+            continue
+        kind = type(default)
+        fits = (isinstance(value, bool) if kind is bool else
+                isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float
+                else isinstance(value, int) and not isinstance(value, bool) if kind is int
+                else isinstance(value, (str, Path)) if kind is str else True)
+        if not fits:
+            wanted = {bool: "true or false", float: "a number", int: "a whole number",
+                      str: "a text"}.get(kind, kind.__name__)
+            raise OpenferError(f"data set {name!r}: option {key}={value!r} must be "
+                               f"{wanted} (default {default!r})")
+
+
+def _folder(root, split, *, image_size, channels, classes=None, dataset="folder",
+            **options) -> FaceDataset:
     from .folder import read_folder
+
+    if options:
+        raise OpenferError(f"data set 'folder' takes no options, not {', '.join(options)} "
+                           "(--classes names numbered class folders)")
     root = Path(root)
     if split and split != "all":
         if not (root / split).is_dir():
@@ -47,9 +88,9 @@ DATASETS: dict[str, Callable[..., FaceDataset]] = {
     "affectnet7": _reader("affectnet", seven=True),
     "affwild2": _reader("affwild2"),
     "ckplus": _reader("ckplus"),
-    "ckplus_fmpn": _reader("fmpn_layout", "load_ckplus"),
+    "ckplus_fmpn": _reader("fmpn_layout", label_set=CKPLUS_FMPN),
     "mmi": _reader("mmi"),
-    "mmi_fmpn": _reader("fmpn_layout", "load_mmi"),
+    "mmi_fmpn": _reader("fmpn_layout", label_set=MMI),
     "jaffe": _reader("jaffe"),
     "ferg": _reader("ferg"),
     "expw": _reader("expw"),
@@ -63,7 +104,8 @@ def load_dataset(name: str, root: str | Path, split: str = "all", *,
     """Read one split of a data set, with faces converted to ``image_size`` and ``channels``.
 
     ``options`` go to the reader (e.g. ``align=True`` for AffectNet, ``images="original"`` or
-    ``attributes=True`` for RAF-DB). ``classes`` (names, in index order) names a folder's
+    ``attributes=True`` for RAF-DB); one the reader does not take, or of the wrong type, is an
+    error naming the reader's options. ``classes`` (names, in index order) names a folder's
     classes; for data sets with fixed labels it re-indexes them into that order, by name.
     """
     try:
@@ -72,7 +114,7 @@ def load_dataset(name: str, root: str | Path, split: str = "all", *,
         raise OpenferError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}") \
             from None
     dataset = reader(root, split, image_size=tuple(image_size or (48, 48)),
-                     channels=channels or 1, classes=classes, **options)
+                     channels=channels or 1, classes=classes, dataset=name.lower(), **options)
     if classes:
         # Readers of data sets with fixed labels (all but the folder's) ignore ``classes``:
         # their labels are re-indexed into its order here, by name.

@@ -17,7 +17,8 @@ protocols (``protocol`` option):
 - ``random`` (default): a stratified random hold-out, ``test_fraction`` (0.1) of every
   character x emotion folder, drawn with ``seed`` (0): the same files for the same options.
 - ``character``: leave one character out; ``fold`` 0..5 is the held-out character in sorted
-  order (a far harder task: the test faces are of a character never seen).
+  order (a far harder task: the test faces are of a character never seen); ``folds``, which
+  ``openfer cv`` passes, must then be the number of characters.
 
 ``dataset.subjects`` holds each image's character.
 """
@@ -96,11 +97,15 @@ def random_test_mask(labels: list[int], characters: list[str], fraction: float,
 
 def load(root, split: str = "all", *, image_size, channels, protocol: str = "random",
          test_fraction: float = 0.1, seed: int = 0, fold: int | None = None,
-         **_unused) -> ImageFileDataset:
+         folds: int | None = None, **_unused) -> ImageFileDataset:
     folder = find_root(Path(root))
     paths, labels, characters = index(folder)
     if protocol not in PROTOCOLS:
         raise OpenferError(f"FERG option protocol={protocol!r}: use random or character")
+    if folds is not None and protocol == "character" and folds != len(set(characters)):
+        raise OpenferError(f"FERG option folds={folds}: leaving one character out makes "
+                           f"{len(set(characters))} folds (openfer cv --folds "
+                           f"{len(set(characters))})")
     if split == "all":
         chosen = np.ones(len(paths), bool)
         name = "ferg:all"

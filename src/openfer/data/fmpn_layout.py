@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataFormatError, OpenferError
-from ..labels import CKPLUS_FMPN, MMI, LabelSet
+from ..labels import CKPLUS_FMPN, LabelSet
 from .dataset import ImageFileDataset
 from .folds import check_subject_independent, read_name_list, subject_of
 
@@ -131,11 +131,3 @@ def load(root, split: str, *, image_size, channels, label_set: LabelSet,
                                label_set=label_set)
     dataset.subjects = subjects
     return dataset
-
-
-def load_ckplus(root, split, **kw) -> ImageFileDataset:
-    return load(root, split, label_set=CKPLUS_FMPN, **kw)
-
-
-def load_mmi(root, split, **kw) -> ImageFileDataset:
-    return load(root, split, label_set=MMI, **kw)
