@@ -300,3 +300,25 @@ def test_a_checkpoint_whose_pickle_would_run_code_is_refused(tmp_path):
     with pytest.raises(OpenferError):
         openfer.load_model(evil)
     assert not marker.exists(), "loading executed code from a pickle"
+
+
+@pytest.mark.parametrize("where, reason", [
+    ("blocker/x.safetensors", "a part of its folder path is a file, not a folder"),
+    ("/proc/openfer-none/x.safetensors", r"no file can be created in its folder"),
+])
+def test_weights_that_cannot_be_written_are_an_error_naming_the_place(tmp_path, where, reason):
+    """`openfer export --output` (and every atomic write) to a place that cannot hold the file:
+    a message naming it and why, exit status 2 — not a traceback."""
+    from openfer.cli import main
+    from openfer.errors import FileWriteError
+    from openfer.fileio import atomic_write_bytes
+
+    if where.startswith("/proc") and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc on this system")
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    target = tmp_path / where                         # an absolute ``where`` stays as it is
+    with pytest.raises(FileWriteError, match=f"cannot write {target}: {reason}") as caught:
+        atomic_write_bytes(target, b"x")
+    assert isinstance(caught.value, OSError) and caught.value.errno      # OSError handlers too
+    assert main(["export", "--model", "default", "--output", str(target)]) == 2
+    assert (tmp_path / "blocker").read_text() == "a file, not a folder"

@@ -44,3 +44,31 @@ class DataFormatError(OpenferError, ValueError):
 
 class RecipeError(OpenferError, ValueError):
     """A training recipe (YAML) or a command-line override is invalid."""
+
+
+class FileWriteError(OpenferError, OSError):
+    """A file could not be written (full disk, read-only or forbidden place, a path that cannot
+    exist). An :class:`OSError` too, with the original ``errno``, so handlers of either see it."""
+
+    def __init__(self, path: str | Path, cause: OSError):
+        super().__init__(f"cannot write {path}: {write_failure_reason(cause)}; nothing was "
+                         "written there. Choose another location, or free space and retry")
+        self.errno, self.strerror, self.filename = cause.errno, cause.strerror, str(path)
+
+    def __str__(self) -> str:                  # OSError's would print errno and strerror only
+        return str(self.args[0])
+
+
+def write_failure_reason(exc: OSError) -> str:
+    """Why a write failed, in words ("the disk is full", "permission denied", ...)."""
+    import errno
+
+    return {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+            errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+            errno.EPERM: "permission denied",
+            errno.ENOENT: "no file can be created in its folder (it does not exist, or does "
+                          "not accept files)",
+            errno.ENOTDIR: "a part of its folder path is a file, not a folder",
+            errno.EEXIST: "a part of its folder path is a file, not a folder"}.get(
+        exc.errno, exc.strerror or str(exc))
+

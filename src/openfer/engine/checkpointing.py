@@ -11,7 +11,6 @@ corrupt last checkpoint falls back to the previous good one.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import io
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from ..errors import OpenferError
+from ..errors import OpenferError, write_failure_reason
 from ..fileio import atomic_write_bytes
 
 MAGIC = b"OPENFER-CHECKPOINT v1\n"
@@ -43,10 +42,7 @@ def write_checkpoint(checkpoint: dict, path: str | Path) -> None:
     try:
         atomic_write_bytes(path, MAGIC + digest + b"\n" + payload)
     except OSError as exc:
-        reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
-                  errno.EROFS: "the file system is read-only",
-                  errno.EACCES: "permission denied", errno.EPERM: "permission denied"}.get(
-            exc.errno, exc.strerror or str(exc))
+        reason = write_failure_reason(exc)
         raise CheckpointWriteError(
             f"cannot write the checkpoint {path}: {reason} ({len(payload) + 100:,} bytes "
             "needed); the previous checkpoints of this run are intact. Free space or choose "
