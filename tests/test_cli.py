@@ -195,3 +195,24 @@ def test_eval_compare_scores_a_second_model_on_the_same_faces(weights, small_fer
     assert comparison["n"] == 2 and comparison["accuracy_a"] == report["accuracy"]
     assert main([*args[:-1], "--compare", str(rgb)]) == 0
     assert "McNemar p = " in capsys.readouterr().out
+
+
+def test_overrides_may_follow_the_options(monkeypatch):
+    """``openfer train --recipe r --output runs/x optimizer.lr=0.01``: argparse alone took
+    overrides only before the options ("unrecognized arguments")."""
+    from openfer import cli
+
+    seen = {}
+    monkeypatch.setitem(cli.COMMANDS, "train", lambda args: seen.setdefault("args", args) and 0)
+    assert main(["train", "--recipe", "r", "data.root=x", "--output", "o", "optimizer.lr=0.01",
+                 "trainer.seed=1"]) == 0
+    assert seen["args"].overrides == ["data.root=x", "optimizer.lr=0.01", "trainer.seed=1"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--recipe", "r", "--output", "o", "--bogus"])
+    assert exit_.value.code == 2
+
+
+def test_serve_refuses_a_port_that_cannot_exist(capsys):
+    with pytest.raises(SystemExit):
+        main(["serve", "--port", "99999"])
+    assert "'99999' is not a TCP port: use 1-65535" in capsys.readouterr().err

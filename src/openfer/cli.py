@@ -276,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to bind (default 127.0.0.1: this machine only)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000,
+                       help="TCP port, 1-65535, or 0 for any free one (default 8000)")
     serve.add_argument("--model", action="append",
                        help="shipped name, .safetensors or .onnx file (default: default); "
                             "repeat it to serve the ensemble (mean of the probabilities; torch "
@@ -314,9 +315,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port: use 1-65535 (or 0: any "
+                                         "free port)")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # argparse takes a command's KEY=VALUE overrides only before its options; accept them after
+    # too (openfer train --recipe r --output runs/x optimizer.lr=0.01).
+    if extra and hasattr(args, "overrides") and \
+            all("=" in item and not item.startswith("-") for item in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return 0
