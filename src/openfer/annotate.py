@@ -35,7 +35,7 @@ class Layout:
     boxes: list[Rect]
     titles: list[str]
     title_rects: list[Rect]
-    panel_rects: list[tuple[Rect, int]]       # (rectangle, rows shown; 0: no panel)
+    panel_rects: list[tuple[Rect | None, int]]    # (rectangle, rows shown), (None, 0): none
     row_h: int
     thick: int
 
@@ -92,7 +92,7 @@ COMPACT_ROWS = 3
 
 def place_labels(boxes: Sequence[Rect], titles: Sequence[tuple[int, int]],
                  panels: Sequence[tuple[int, int]], row_h: int, width: int, height: int
-                 ) -> tuple[list[Rect], list[tuple[Rect, int]]]:
+                 ) -> tuple[list[Rect], list[tuple[Rect | None, int]]]:
     """Rectangles for every face's title (sizes ``(w, h)``) and score panel (``(w, classes)``;
     ``panels`` may be empty), and the rows each panel shows.
 
@@ -100,7 +100,7 @@ def place_labels(boxes: Sequence[Rect], titles: Sequence[tuple[int, int]],
     (weighted by :data:`FACE_WEIGHT`) and of the labels placed before it, moved inside the
     image; ties go to the first candidate. Titles are placed first, in face order, then panels.
     A panel that would cover a face or a label shrinks to the top :data:`COMPACT_ROWS` classes,
-    and is left out (rows 0) if even that would: the title still gives the top class.
+    and is left out (``(None, 0)``) if even that would: the title still gives the top class.
     """
     placed: list[Rect] = []
 
@@ -121,7 +121,7 @@ def place_labels(boxes: Sequence[Rect], titles: Sequence[tuple[int, int]],
     for (x1, y1, x2, y2), (w, classes), title in zip(boxes, panels, title_rects):
         below = max(y2, title[3]) if title[1] >= y2 - 1 else y2
         above = min(y1, title[1]) if title[3] <= y1 + 1 else y1
-        chosen = (title, 0)
+        chosen: tuple[Rect | None, int] = (None, 0)
         for rows in dict.fromkeys((classes, min(classes, COMPACT_ROWS))):
             h = row_h * rows + 4
             rect, on_faces, on_labels = best([

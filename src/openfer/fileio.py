@@ -54,13 +54,8 @@ def atomic_write_with(path: str | Path, writer: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         writer(tmp)
-    except OSError as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise exc if isinstance(exc, FileWriteError) else FileWriteError(path, exc) from exc
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        _abandon(tmp, path, exc)
         raise
     _commit(tmp, path)
 
@@ -83,12 +78,19 @@ def _commit(tmp: str, path: Path) -> None:
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and not isinstance(exc, FileWriteError):
-            raise FileWriteError(path, exc) from exc
+        _abandon(tmp, path, exc)
         raise
     _fsync_directory(path.parent)
+
+
+def _abandon(tmp: str, path: Path, exc: BaseException) -> None:
+    """Remove the temporary file of a write that failed with ``exc``; an :class:`OSError`
+    (writing it, or moving it into place) is raised as a :class:`FileWriteError` naming
+    ``path``, and anything else is left for the caller to re-raise."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    if isinstance(exc, OSError) and not isinstance(exc, FileWriteError):
+        raise FileWriteError(path, exc) from exc
 
 
 def _umask_mode() -> int:

@@ -33,32 +33,40 @@ def _reader(module: str, function: str = "load", **fixed) -> Callable[..., FaceD
     return read
 
 
+#: Values a reader option annotated with each type accepts, and how to say it.
+_OPTION_TYPES = {bool: ((bool,), "true or false"), float: ((int, float), "a number"),
+                 int: ((int,), "a whole number"), str: ((str, Path), "a text"),
+                 Path: ((str, Path), "a path")}
+
+
 def check_options(name: str, reader: Callable, options: dict, fixed: set[str] = frozenset()
                   ) -> None:
     """Refuse a reader option the reader does not take (a typo would otherwise be ignored), and
-    one whose value is not of the type of the option's default (an int for a float is fine)."""
+    one whose value is not of the type the reader annotates it with (an int for a float is
+    fine; ``None`` always passes)."""
     import inspect
+    import types
+    import typing
 
-    parameters = {p.name: p for p in list(inspect.signature(reader).parameters.values())[2:]
-                  if p.kind is p.KEYWORD_ONLY and p.name not in _COMMON | set(fixed)}
+    parameters = {p.name: p for p in
+                  list(inspect.signature(reader, eval_str=True).parameters.values())[2:]
+                  if p.kind is p.KEYWORD_ONLY and p.name not in _COMMON | fixed}
     for key, value in options.items():
         if key not in parameters:
             known = ", ".join(sorted(parameters)) or "none"
             raise OpenferError(f"data set {name!r} has no option {key!r} (its options: {known}); "
                                "check data.options or --option")
-        default = parameters[key].default
-        if default is None or default is inspect.Parameter.empty or value is None:
+        annotation = parameters[key].annotation
+        kinds = [k for k in (typing.get_args(annotation)
+                             if isinstance(annotation, types.UnionType) else (annotation,))
+                 if k in _OPTION_TYPES]
+        if value is None or not kinds:
             continue
-        kind = type(default)
-        fits = (isinstance(value, bool) if kind is bool else
-                isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float
-                else isinstance(value, int) and not isinstance(value, bool) if kind is int
-                else isinstance(value, (str, Path)) if kind is str else True)
-        if not fits:
-            wanted = {bool: "true or false", float: "a number", int: "a whole number",
-                      str: "a text"}.get(kind, kind.__name__)
-            raise OpenferError(f"data set {name!r}: option {key}={value!r} must be "
-                               f"{wanted} (default {default!r})")
+        accepted = tuple(t for k in kinds for t in _OPTION_TYPES[k][0])
+        if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in kinds):
+            wanted = " or ".join(dict.fromkeys(_OPTION_TYPES[k][1] for k in kinds))
+            raise OpenferError(f"data set {name!r}: option {key}={value!r} must be {wanted} "
+                               f"(default {parameters[key].default!r})")
 
 
 def _folder(root, split, *, image_size, channels, classes=None, dataset="folder",

@@ -157,9 +157,6 @@ def load(root, split: str = "all", *, image_size, channels, val_fraction: float 
                            "no official split: see val_fraction, test_fraction, seed)")
     rows, dropped, problems = unique_faces(read_labels(label_file), label_file)
     if min_confidence is not None:
-        if isinstance(min_confidence, bool) or not isinstance(min_confidence, (int, float)):
-            raise OpenferError(f"ExpW option min_confidence={min_confidence!r}: expected a "
-                               "number (faces whose face_box_cofidence is lower are dropped)")
         kept = [r for r in rows if r["face_box_cofidence"] >= float(min_confidence)]
         if len(kept) < len(rows):
             dropped[f"box confidence below {min_confidence}"] = len(rows) - len(kept)

@@ -64,9 +64,9 @@ def load(root, split: str = "all", *, image_size, channels, **_unused) -> ImageF
         raise OpenferError(f"unknown SFEW split {asked!r}; use train, val, test (unlabelled) or "
                            "all (train and val)")
     folder = split_folder(root, split)
-    loose = sorted(p for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and is_image_file(p))
-    if split == "test" and loose:
+    loose = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                   and is_image_file(p)) if split == "test" else []
+    if loose:
         # The test archive has no emotion folders: its faces carry no label.
         unlabelled = np.full(len(loose), -1)
         return ImageFileDataset(loose, unlabelled, SFEW.emotions, image_size=image_size,
