@@ -35,7 +35,8 @@ EXAMPLES = {
   openfer predict photos/ --recursive --json > results.jsonl
   openfer predict clip.mp4 --every 5 --csv --save-annotated out/
   openfer predict face_crops/ --no-detect --json
-  openfer predict --camera 0 --every 2 --max-frames 300""",
+  openfer predict --camera 0 --every 2 --max-frames 300
+  openfer predict clip.mp4 --smooth 0.3 --save-annotated out/   # steadier labels""",
     "export": """examples:
   openfer export --model default --output model.onnx --dynamic-batch
   openfer export --model default --output int8.onnx --quantize int8 \
@@ -182,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="process every N-th video frame (default 1)")
     predict.add_argument("--max-frames", type=int, metavar="N",
                          help="stop a video or camera after N processed frames")
+    predict.add_argument("--smooth", type=_seconds, default=0.0, metavar="SECONDS",
+                         help="video and camera: average each tracked face's scores over time "
+                              "with this time constant (0.2-0.3 removes most label flicker, "
+                              "lagging a real change by about as long; default 0: per frame)")
     output = predict.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="JSON lines, one record per face")
     output.add_argument("--csv", action="store_true", help="CSV, one row per face")
@@ -320,6 +325,17 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port: use 1-65535 (or 0: any "
                                          "free port)")
     return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: give seconds, 0 or more "
+                                         "(e.g. 0.3)")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -312,14 +312,30 @@ class Recognizer:
     # -- video --------------------------------------------------------------------------------
     def predict_video(self, source: str | Path | int, every: int = 1,
                       max_frames: int | None = None, track: bool = True,
-                      with_frames: bool = False) -> Iterator[ImageResult]:
+                      with_frames: bool = False, smooth: float = 0.0) -> Iterator[ImageResult]:
         """Per-frame results of a video file or camera index, every ``every``-th frame.
 
         Faces carry ``track_id``: the same person keeps the same id across frames (IoU
-        tracking). Unreadable sources raise :class:`OpenferError`. ``with_frames=True`` yields
-        ``(result, rgb_frame)`` pairs (for drawing). ``self.last_fps`` holds the source's rate.
+        tracking). ``smooth`` > 0 averages each track's probabilities over time with that time
+        constant in seconds (:class:`openfer.smoothing.TrackSmoother`; the frame's own scores
+        stay in ``extras["frame_scores"]``): time is the frame's position in a file, the clock
+        for a camera. Unreadable sources raise :class:`OpenferError`. ``with_frames=True``
+        yields ``(result, rgb_frame)`` pairs (for drawing). ``self.last_fps`` holds the
+        source's rate.
         """
+        import time
+
         import cv2
+
+        from .smoothing import TrackSmoother
+
+        if smooth and not track:
+            raise OpenferError("smoothing follows faces along their tracks: smooth needs "
+                               "track=True")
+        try:
+            smoother = TrackSmoother(smooth) if smooth else None
+        except ValueError as exc:
+            raise OpenferError(str(exc)) from None
 
         with contextlib.suppress(AttributeError):       # OpenCV's own warnings: ours say more
             cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
@@ -355,6 +371,9 @@ class Recognizer:
                     ids = tracker.update([f.box for f in result.faces])
                     for face, track_id in zip(result.faces, ids):
                         face.track_id = track_id
+                if smoother is not None:
+                    camera = isinstance(source, int) or fps <= 0
+                    smoother.update(result, time.monotonic() if camera else index / fps)
                 yield (result, rgb) if with_frames else result
             if decoded == 0:
                 raise OpenferError(f"{name}: no frame could be decoded (empty or corrupt video)")

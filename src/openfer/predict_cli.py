@@ -216,7 +216,7 @@ def _run_video(recognizer: Recognizer, source, args, emit, stats, annotated: Pat
     try:
         for result, rgb in recognizer.predict_video(source, every=args.every,
                                                     max_frames=args.max_frames,
-                                                    with_frames=True):
+                                                    with_frames=True, smooth=args.smooth):
             stats["frames"] += 1
             emit(result)
             if annotated is not None:

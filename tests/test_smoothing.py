@@ -1,0 +1,129 @@
+"""Temporal smoothing of expression scores along face tracks (openfer's addition for video)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from conftest import SHARED
+from helpers.held_faces import write_held_faces_video
+from openfer.cli import main
+from openfer.errors import OpenferError
+from openfer.infer import FaceResult, ImageResult, Recognizer
+from openfer.smoothing import TrackSmoother
+
+YUNET = SHARED / "weights" / "yunet.onnx"
+CLASSES = ("anger", "happiness", "neutral")
+
+
+def frame(*faces):
+    """An ImageResult with faces given as (track_id, probabilities)."""
+    return ImageResult("clip", faces=[
+        FaceResult(box=[0, 0, 10, 10], probabilities=dict(zip(CLASSES, probs)),
+                   label=CLASSES[int(np.argmax(probs))], confidence=max(probs), track_id=tid)
+        for tid, probs in faces])
+
+
+def scores(face):
+    return np.array([face.probabilities[c] for c in CLASSES])
+
+
+def test_a_tracks_first_frame_is_its_own_average_and_a_steady_face_stays_put():
+    smoother = TrackSmoother(0.3)
+    for t in np.arange(0, 2, 1 / 15):
+        face = smoother.update(frame((0, (0.2, 0.7, 0.1))), t).faces[0]
+        assert np.allclose(scores(face), (0.2, 0.7, 0.1)) and face.label == "happiness"
+
+
+def test_a_change_is_63_percent_through_after_one_time_constant_at_any_frame_rate():
+    for fps in (4, 10, 30, 60):
+        smoother = TrackSmoother(0.5)
+        smoother.update(frame((0, (1.0, 0.0, 0.0))), 0.0)
+        for k in range(1, fps // 2 + 1):
+            face = smoother.update(frame((0, (0.0, 1.0, 0.0))), k / fps).faces[0]
+        assert scores(face)[1] == pytest.approx(1 - math.exp(-1), abs=1e-4), fps
+        assert sum(face.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_label_and_confidence_follow_the_average_and_the_frames_own_scores_are_kept():
+    smoother = TrackSmoother(1.0)
+    smoother.update(frame((0, (0.1, 0.8, 0.1))), 0.0)
+    face = smoother.update(frame((0, (0.6, 0.3, 0.1))), 0.1).faces[0]
+    assert face.label == "happiness"                       # one odd frame does not flip it
+    assert face.confidence == pytest.approx(scores(face)[1], abs=1e-5)
+    assert face.extras["frame_scores"] == dict(zip(CLASSES, (0.6, 0.3, 0.1)))
+
+
+def test_tracks_are_averaged_separately_untracked_faces_untouched_and_old_tracks_forgotten():
+    smoother = TrackSmoother(0.2)
+    smoother.update(frame((0, (1.0, 0.0, 0.0)), (1, (0.0, 0.0, 1.0))), 0.0)
+    a, b, loose = smoother.update(frame((0, (0.0, 1.0, 0.0)), (1, (0.0, 0.0, 1.0)),
+                                        (None, (0.0, 1.0, 0.0))), 0.1).faces
+    assert a.label == "anger" and b.label == "neutral" and np.allclose(scores(b), (0, 0, 1))
+    assert "frame_scores" not in loose.extras and loose.label == "happiness"
+    back = smoother.update(frame((0, (0.0, 1.0, 0.0))), 0.1 + 10 * 0.2 + 0.01).faces[0]
+    assert np.allclose(scores(back), (0, 1, 0))            # gone longer than `forget`: afresh
+
+
+@pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf")])
+def test_the_time_constant_must_be_a_positive_number_of_seconds(seconds):
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        TrackSmoother(seconds)
+
+
+# -- on real faces -------------------------------------------------------------------------------
+FPS, HOLD, FACES = 15, 30, 40
+
+
+@pytest.fixture(scope="module")
+def held_faces_video(tmp_path_factory, fer2013_csv):
+    """40 real FER2013 PublicTest faces, each held 2 s at 15 fps in the same place with
+    camera-like jitter, then cut to the next (tests/helpers/held_faces.py): a steady expression
+    the classifier should label the same throughout its hold."""
+    from openfer.data import load_dataset
+    faces = load_dataset("fer2013", fer2013_csv, "PublicTest")
+    rows = np.random.default_rng(0).choice(len(faces.labels), FACES, replace=False)
+    return write_held_faces_video(tmp_path_factory.mktemp("video") / "held_faces.avi",
+                                  faces.images[rows, 0].numpy(), FPS, HOLD)
+
+
+def label_changes(results) -> tuple[int, int]:
+    """Label changes between consecutive frames in the second half of each hold (when even a
+    slow average has settled on the new face), and the number of such frame pairs."""
+    changes = pairs = 0
+    for previous, current in zip(results, results[1:]):
+        if current.frame % HOLD > HOLD // 2 and previous.faces and current.faces:
+            pairs += 1
+            changes += previous.faces[0].label != current.faces[0].label
+    return changes, pairs
+
+
+def test_smoothing_removes_most_label_flicker_of_the_default_model_on_real_faces(
+        held_faces_video):
+    rec = Recognizer("default", detector="yunet", detector_options={"weights": YUNET})
+    raw = list(rec.predict_video(held_faces_video))
+    smooth = list(rec.predict_video(held_faces_video, smooth=0.3))
+    assert [r.frame for r in raw] == [r.frame for r in smooth] == list(range(FACES * HOLD))
+    raw_changes, pairs = label_changes(raw)
+    smooth_changes, _ = label_changes(smooth)
+    assert pairs > 0.9 * FACES * (HOLD - HOLD // 2 - 1)
+    assert raw_changes >= 20                               # the flicker is real ...
+    assert smooth_changes <= raw_changes / 3               # ... and mostly gone
+    for r, s in zip(raw, smooth):                          # the frames' own scores are kept
+        for a, b in zip(r.faces, s.faces):
+            assert b.extras["frame_scores"] == a.probabilities
+
+
+def test_predict_cli_smooth_option(held_faces_video, capsys):
+    assert main(["predict", str(held_faces_video), "--yunet", str(YUNET), "--json",
+                 "--max-frames", "4", "--smooth", "0.3"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(records) == 4 and all(set(r["frame_scores"]) == set(r["scores"])
+                                     for r in records)
+    with pytest.raises(SystemExit):
+        main(["predict", str(held_faces_video), "--smooth", "-0.5"])
+    assert "'-0.5' is not a duration" in capsys.readouterr().err
+    rec = Recognizer("default", detector="yunet", detector_options={"weights": YUNET})
+    with pytest.raises(OpenferError, match="smooth needs track=True"):
+        next(rec.predict_video(held_faces_video, smooth=0.3, track=False))
