@@ -321,19 +321,25 @@ def _chromium() -> tuple[str, str]:
     return browser, driver
 
 
-def test_the_page_shows_boxes_labels_and_bars_for_every_face(server, group6):
+def _browser(*flags: str):
+    """Headless Chromium driven by selenium, with extra command-line ``flags``."""
     browser, driver_path = _chromium()
     from selenium import webdriver
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=1400,1000"):
+                 "--window-size=1400,1000", *flags):
         options.add_argument(flag)
-    driver = webdriver.Chrome(options=options,
-                              service=webdriver.ChromeService(executable_path=driver_path))
+    return webdriver.Chrome(options=options,
+                            service=webdriver.ChromeService(executable_path=driver_path))
+
+
+def test_the_page_shows_boxes_labels_and_bars_for_every_face(server, group6):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _browser()
     try:
         driver.get(server.url + "/")
         WebDriverWait(driver, 30).until(
@@ -364,5 +370,63 @@ def test_the_page_shows_boxes_labels_and_bars_for_every_face(server, group6):
         driver.find_element(By.CSS_SELECTOR, "#card summary").click()
         assert "Limitations and ethical considerations" in driver.find_element(
             By.ID, "card-text").text
+    finally:
+        driver.quit()
+
+
+def test_the_pages_camera_follows_a_real_face_with_one_id_and_steady_labels(server, tmp_path,
+                                                                          fer2013_csv):
+    """Chromium's fake camera plays a real FER2013 face held still with camera-like jitter
+    (tests/helpers/held_faces.py); the page sends frames, draws the face, keeps its number, and
+    averages its scores in time as ``openfer predict --smooth 0.3`` does."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from helpers.held_faces import write_held_faces_y4m
+    from openfer.data import load_dataset
+
+    face = load_dataset("fer2013", fer2013_csv, "PublicTest").images[[0], 0].numpy()
+    camera = write_held_faces_y4m(tmp_path / "camera.y4m", face, fps=15, hold=30)
+    driver = _browser("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                      f"--use-file-for-fake-video-capture={camera}")
+    try:
+        driver.get(server.url + "/")
+        WebDriverWait(driver, 30).until(
+            lambda d: "fernet_m" in d.find_element(By.ID, "status").text)
+        # the average itself: 63 % of a change after one time constant, at any frame rate
+        for fps in (10, 20, 50):
+            reached = driver.execute_script("""
+                tracks = []; nextTrack = 0;
+                const face = (s) => ({box: [0, 0, 50, 50], scores: {a: 1 - s, b: s},
+                                      label: s ? "b" : "a"});
+                follow([face(0)], 0, true);
+                let out;
+                for (let k = 1; k <= Math.round(0.3 * arguments[0]); k++)
+                    out = follow([face(1)], k / arguments[0], true)[0];
+                return [out.scores.b, out.label, out.frame_label, out.track_id];""", fps)
+            assert reached[0] == pytest.approx(1 - np.exp(-1), abs=1e-6)
+            assert reached[1:] == ["b", "b", 0]
+        moved = driver.execute_script("""
+            tracks = []; nextTrack = 0;
+            const face = (x) => ({box: [x, 0, x + 50, 50], scores: {a: 1, b: 0}});
+            follow([face(0), face(200)], 0, true);
+            return follow([face(210), face(5), face(400)], 0.1, true).map((f) => f.track_id);""")
+        assert moved == [1, 0, 2]            # ids follow the faces, a new face gets a new id
+
+        driver.find_element(By.ID, "camera").click()
+        WebDriverWait(driver, 120).until(
+            lambda d: int(d.find_element(By.ID, "canvas").get_attribute("data-frames") or 0) >= 8)
+        canvas = driver.find_element(By.ID, "canvas")
+        assert canvas.get_attribute("data-boxes") == "1"
+        assert (canvas.get_attribute("width"), canvas.get_attribute("height")) == ("640", "480")
+        top = driver.find_element(By.CSS_SELECTOR, "li.face .top").text
+        assert top.startswith("Face 1: "), top        # the same face kept its number throughout
+        assert driver.execute_script("return tracks.length") == 1
+        assert len(driver.find_elements(By.CSS_SELECTOR, "li.face .bar")) == 7
+        assert "Camera: 1 face(s)" in driver.find_element(By.ID, "status").text
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(ARTIFACTS / "serve_page_camera.png"))
+        driver.find_element(By.ID, "camera").click()
+        assert driver.find_element(By.ID, "camera").text == "Use the camera"
     finally:
         driver.quit()
