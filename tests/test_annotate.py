@@ -4,7 +4,8 @@ face and no other label where the image leaves room."""
 import numpy as np
 import pytest
 
-from openfer.annotate import COMPACT_ROWS, _overlap, annotate, layout, place_labels
+from openfer.annotate import (COMPACT_ROWS, Placements, _overlap, annotate, layout,
+                              place_labels)
 from openfer.infer import FaceResult, ImageResult
 
 from conftest import SHARED
@@ -60,3 +61,29 @@ def test_annotate_leaves_the_input_alone_and_draws_a_face_without_room():
                       probabilities={"happiness": 0.7, "neutral": 0.3})
     canvas = annotate(image, ImageResult(source="x", width=60, height=60, faces=[face]))
     assert (image == 90).all() and canvas.shape == image.shape and (canvas != 90).any()
+
+
+def test_on_video_a_tracked_faces_panel_stays_where_it_was_while_that_spot_is_free():
+    """Face 0's panel goes to its right while face 1 sits under it; when face 1 leaves, an
+    independent layout moves the panel back below, the video's layout keeps it on the right;
+    when a face arrives on the right, it moves."""
+    def frame(*boxes):
+        faces = [FaceResult(box=list(box), label="neutral", confidence=0.5, track_id=i,
+                            probabilities={"neutral": 0.5, "happiness": 0.5})
+                 for i, box in enumerate(boxes)]
+        return ImageResult(source="clip", width=400, height=300, faces=faces)
+
+    def side(plan):
+        (_, _, x2, y2), (rect, _) = plan.boxes[0], plan.panel_rects[0]
+        return "below" if rect[1] >= y2 else "right" if rect[0] >= x2 else "elsewhere"
+
+    crowded = frame((100, 50, 160, 110), (100, 125, 160, 185))
+    alone = frame((100, 50, 160, 110), (330, 230, 390, 290))
+    blocked = frame((100, 50, 160, 110), (165, 40, 225, 100))
+    assert side(layout((300, 400, 3), crowded)) == "right"
+    assert side(layout((300, 400, 3), alone)) == "below"
+    placements = Placements()
+    sides = [side(layout((300, 400, 3), f, placements=placements))
+             for f in (crowded, alone, alone, blocked)]
+    assert sides == ["right", "right", "right", "below"]
+    assert set(placements) == {0, 1}

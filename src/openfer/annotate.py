@@ -5,7 +5,8 @@ leaves room (:func:`place_labels`): each goes to the free spot of a few candidat
 face (the title above the box, else below or inside its top; the panel below the box, else to its
 right, left or above) that overlaps the least; a panel with no free room shows the top three
 classes, or is left out rather than cover a face or a label. Faces are drawn first, panels next,
-titles last.
+titles last. On video, :class:`Placements` remembers where each tracked face's labels went, and
+they stay there while that spot is still free, instead of jumping between equally free spots.
 """
 
 from __future__ import annotations
@@ -40,8 +41,16 @@ class Layout:
     thick: int
 
 
-def layout(shape: tuple[int, ...], result: ImageResult, bars: bool = True) -> Layout:
-    """The layout of ``result``'s faces on an image of ``shape`` (H, W[, C])."""
+class Placements(dict):
+    """Where each track's title and panel went in earlier frames: ``track_id -> (title
+    candidate, panel candidate or None)``, kept up to date by :func:`layout`."""
+
+
+def layout(shape: tuple[int, ...], result: ImageResult, bars: bool = True,
+           placements: Placements | None = None) -> Layout:
+    """The layout of ``result``'s faces on an image of ``shape`` (H, W[, C]); with
+    ``placements`` (one per video), tracked faces keep their labels' spots while they are free.
+    """
     import cv2
 
     scale = shape[0] / result.height if result.height else 1.0
@@ -60,17 +69,24 @@ def layout(shape: tuple[int, ...], result: ImageResult, bars: bool = True) -> La
                                      max(1, thick // 2))
     panels = [(max(text_w + 6, b[2] - b[0]), len(f.probabilities))
               for f, b in zip(result.faces, boxes)] if bars else []
+    tracks = [face.track_id for face in result.faces]
+    prefer = [placements.get(t) if placements is not None and t is not None else None
+              for t in tracks]
+    chosen: list[tuple[int, int | None]] = []
     title_rects, panel_rects = place_labels(boxes, title_sizes, panels, row_h, shape[1],
-                                            shape[0])
+                                            shape[0], prefer=prefer, chosen=chosen)
+    if placements is not None:
+        placements.update((t, c) for t, c in zip(tracks, chosen) if t is not None)
     return Layout(boxes, titles, title_rects, panel_rects, row_h, thick)
 
 
-def annotate(image: np.ndarray, result: ImageResult, bars: bool = True) -> np.ndarray:
+def annotate(image: np.ndarray, result: ImageResult, bars: bool = True,
+             placements: Placements | None = None) -> np.ndarray:
     """A copy of an RGB image with the result's faces drawn on it (see :func:`layout`)."""
     import cv2
 
     canvas = np.ascontiguousarray(image.copy())
-    plan = layout(canvas.shape, result, bars)
+    plan = layout(canvas.shape, result, bars, placements)
     colors = [_COLORS.get(face.label, (0, 255, 0)) for face in result.faces]
     for (x1, y1, x2, y2), color in zip(plan.boxes, colors):
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, plan.thick)
@@ -91,7 +107,9 @@ COMPACT_ROWS = 3
 
 
 def place_labels(boxes: Sequence[Rect], titles: Sequence[tuple[int, int]],
-                 panels: Sequence[tuple[int, int]], row_h: int, width: int, height: int
+                 panels: Sequence[tuple[int, int]], row_h: int, width: int, height: int,
+                 prefer: Sequence[tuple[int, int | None] | None] = (),
+                 chosen: list | None = None
                  ) -> tuple[list[Rect], list[tuple[Rect | None, int]]]:
     """Rectangles for every face's title (sizes ``(w, h)``) and score panel (``(w, classes)``;
     ``panels`` may be empty), and the rows each panel shows.
@@ -101,38 +119,57 @@ def place_labels(boxes: Sequence[Rect], titles: Sequence[tuple[int, int]],
     image; ties go to the first candidate. Titles are placed first, in face order, then panels.
     A panel that would cover a face or a label shrinks to the top :data:`COMPACT_ROWS` classes,
     and is left out (``(None, 0)``) if even that would: the title still gives the top class.
+
+    ``prefer[i]``, where given, is face ``i``'s choice in the previous frame (title candidate,
+    panel candidate or None): its title stays at that candidate while it covers nothing, and
+    its panel too (all classes if they fit there, else the top ones) before any other spot is
+    tried. ``chosen``, a list, receives each face's choice in that form.
     """
     placed: list[Rect] = []
+    prefer = list(prefer) + [None] * (len(boxes) - len(prefer))
 
-    def best(candidates: list[Rect]) -> tuple[Rect, int, int]:
+    def best(candidates: list[Rect], keep: int | None) -> tuple[int, Rect, int, int]:
         fitted = [_inside(c, width, height) for c in candidates]
         faces = [sum(_overlap(c, b) for b in boxes) for c in fitted]
         labels = [sum(_overlap(c, p) for p in placed) for c in fitted]
         i = int(np.argmin([FACE_WEIGHT * f + g for f, g in zip(faces, labels)]))
-        return fitted[i], faces[i], labels[i]
+        if keep is not None and keep < len(fitted) and not faces[keep] and not labels[keep]:
+            i = keep
+        return i, fitted[i], faces[i], labels[i]
 
-    title_rects = []
-    for (x1, y1, _x2, y2), (w, h) in zip(boxes, titles):
-        rect = best([(x1, y1 - h, x1 + w, y1), (x1, y2, x1 + w, y2 + h),
-                     (x1, y1, x1 + w, y1 + h)])[0]
+    title_rects, title_choices = [], []
+    for (x1, y1, _x2, y2), (w, h), previous in zip(boxes, titles, prefer):
+        i, rect, _, _ = best([(x1, y1 - h, x1 + w, y1), (x1, y2, x1 + w, y2 + h),
+                              (x1, y1, x1 + w, y1 + h)], previous and previous[0])
         placed.append(rect)
         title_rects.append(rect)
-    panel_rects = []
-    for (x1, y1, x2, y2), (w, classes), title in zip(boxes, panels, title_rects):
+        title_choices.append(i)
+    panel_rects, panel_choices = [], []
+    for (x1, y1, x2, y2), (w, classes), title, previous in zip(boxes, panels, title_rects,
+                                                              prefer):
         below = max(y2, title[3]) if title[1] >= y2 - 1 else y2
         above = min(y1, title[1]) if title[3] <= y1 + 1 else y1
-        chosen: tuple[Rect | None, int] = (None, 0)
-        for rows in dict.fromkeys((classes, min(classes, COMPACT_ROWS))):
+        panel: tuple[Rect | None, int] = (None, 0)
+        choice: int | None = None
+        sizes = list(dict.fromkeys((classes, min(classes, COMPACT_ROWS))))
+        kept = previous[1] if previous else None
+        # its spot of the previous frame first (full, then compact), then the best free one
+        for rows, keep in [(r, kept) for r in sizes if kept is not None] + \
+                [(r, None) for r in sizes]:
             h = row_h * rows + 4
-            rect, on_faces, on_labels = best([
+            i, rect, on_faces, on_labels = best([
                 (x1, below + 2, x1 + w, below + 2 + h), (x2 + 2, y1, x2 + 2 + w, y1 + h),
-                (x1 - 2 - w, y1, x1 - 2, y1 + h), (x1, above - 2 - h, x1 + w, above - 2)])
-            if not on_faces and not on_labels:
-                chosen = (rect, rows)
+                (x1 - 2 - w, y1, x1 - 2, y1 + h), (x1, above - 2 - h, x1 + w, above - 2)], keep)
+            if not on_faces and not on_labels and (keep is None or i == keep):
+                panel, choice = (rect, rows), i
                 break
-        if chosen[1]:
-            placed.append(chosen[0])
-        panel_rects.append(chosen)
+        if panel[1]:
+            placed.append(panel[0])
+        panel_rects.append(panel)
+        panel_choices.append(choice)
+    if chosen is not None:
+        panel_choices += [None] * (len(title_choices) - len(panel_choices))    # no panels
+        chosen[:] = list(zip(title_choices, panel_choices))
     return title_rects, panel_rects
 
 

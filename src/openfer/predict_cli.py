@@ -210,9 +210,9 @@ def _opens_as_video(path: Path) -> bool:
 
 
 def _run_video(recognizer: Recognizer, source, args, emit, stats, annotated: Path | None) -> None:
-    from .annotate import annotate
+    from .annotate import Placements, annotate
 
-    out = None
+    out, placements = None, Placements()
     try:
         for result, rgb in recognizer.predict_video(source, every=args.every,
                                                     max_frames=args.max_frames,
@@ -225,7 +225,7 @@ def _run_video(recognizer: Recognizer, source, args, emit, stats, annotated: Pat
                     fps = (recognizer.last_fps or 25.0) / max(1, args.every)
                     out = _VideoOut(annotated / f"{stem}.annotated.mp4",
                                     (rgb.shape[1], rgb.shape[0]), fps)
-                out.write(annotate(rgb, result))
+                out.write(annotate(rgb, result, placements=placements))
     except OpenferError as exc:
         emit(ImageResult(str(source), error=str(exc)))
     finally:
