@@ -132,6 +132,25 @@ def test_a_model_without_a_readable_card_gets_a_json_404_naming_it(monkeypatch):
         error["message"] and "its metadata cannot be read" in error["message"]
 
 
+def test_a_multitask_model_answers_with_its_heads(tmp_path, group6):
+    """Served Emotion-GCN / multi-task models give valence, arousal, age... in each record, as
+    ``openfer predict --json`` does."""
+    from openfer.checkpoint import save_weights
+
+    path = save_weights(openfer.create_model("multitask", backbone="fernet_s",
+                                             heads=("age", "valence", "arousal")),
+                        tmp_path / "multitask.safetensors")
+    with Server(_config(model=str(path))) as s:
+        response = httpx.post(f"{s.url}/v1/predict", timeout=60,
+                              files={"file": ("group6.jpg", group6, "image/jpeg")})
+    assert response.status_code == 200, response.text
+    records = response.json()["records"]
+    assert len(records) == 6
+    for record in records:
+        assert isinstance(record["valence"], float) and isinstance(record["arousal"], float)
+        assert record["age"] in record["age_scores"] and len(record["age_scores"]) == 5
+
+
 def test_multipart_upload_finds_the_six_faces_in_predict_json_records(server, group6):
     response = httpx.post(f"{server.url}/v1/predict",
                           files={"file": ("group6.jpg", group6, "image/jpeg")}, timeout=60)

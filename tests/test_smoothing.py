@@ -66,6 +66,28 @@ def test_tracks_are_averaged_separately_untracked_faces_untouched_and_old_tracks
     assert np.allclose(scores(back), (0, 1, 0))            # gone longer than `forget`: afresh
 
 
+def test_a_multitask_models_heads_are_averaged_too_and_their_frame_values_kept():
+    smoother = TrackSmoother(0.5)
+
+    def with_heads(valence, young):
+        result = frame((0, (0.2, 0.7, 0.1)))
+        scores = {"0-3": young, "4-19": 1 - young}
+        result.faces[0].extras = {"valence": valence, "age": max(scores, key=scores.get),
+                                  "age_scores": scores}
+        return result
+
+    smoother.update(with_heads(-1.0, 1.0), 0.0)
+    face = smoother.update(with_heads(1.0, 0.0), 0.5).faces[0]
+    weight = 1 - math.exp(-1)
+    assert face.extras["valence"] == pytest.approx(-1 + 2 * weight, abs=1e-4)
+    assert face.extras["age_scores"]["4-19"] == pytest.approx(weight, abs=1e-4)
+    assert face.extras["age"] == "4-19"                    # the label follows the average
+    assert face.extras["frame_valence"] == 1.0
+    assert face.extras["frame_age_scores"] == {"0-3": 0.0, "4-19": 1.0}
+    face = smoother.update(with_heads(1.0, 0.0), 0.5).faces[0]    # same instant: no change
+    assert face.extras["valence"] == pytest.approx(-1 + 2 * weight, abs=1e-4)
+
+
 @pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf")])
 def test_the_time_constant_must_be_a_positive_number_of_seconds(seconds):
     with pytest.raises(ValueError, match="positive number of seconds"):

@@ -54,26 +54,42 @@ def predict_heads(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: i
     out: dict[str, list] = {}
     for images in _batches(dataset, batch_size):
         with torch.inference_mode():
-            heads = _heads(model, to_model_input(images.to(device), model.meta))
+            _, heads = logits_and_heads(model, to_model_input(images.to(device), model.meta))
         for name, value in heads.items():
             out.setdefault(name, []).append(value.float().cpu())
     return {name: torch.cat(values).numpy() for name, values in out.items()}
 
 
-def _heads(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Named extra outputs: ``forward_heads`` of a multi-task model, or the columns of the
-    second output of a model with ``meta.extra_outputs`` (Emotion-GCN's valence, arousal)."""
+def logits_and_heads(model: torch.nn.Module, x: torch.Tensor
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The class logits and the named extra outputs of one forward pass: ``forward_heads`` of a
+    multi-task model, or the columns of the second output of a model with
+    ``meta.extra_outputs`` (Emotion-GCN's valence, arousal); no extra outputs for others."""
     if hasattr(model, "forward_heads"):
-        return model.forward_heads(x)
+        heads = dict(model.forward_heads(x))
+        return heads.pop("emotion"), heads
     extra = tuple(model.meta.extra_outputs or ())
     output = model(x)
     if not extra or isinstance(output, torch.Tensor):
-        return {}
-    return {name: output[1][:, i:i + 1] for i, name in enumerate(extra)}
+        return class_logits(output), {}
+    return class_logits(output), {name: output[1][:, i:i + 1] for i, name in enumerate(extra)}
 
 
 def _head_names(model: torch.nn.Module) -> list[str]:
     return list(getattr(model, "head_sizes", {})) or list(model.meta.extra_outputs or ())
+
+
+def head_layout(model: torch.nn.Module) -> list[tuple[str, tuple[str, ...] | None]]:
+    """A model's extra heads in output order: ``(name, class names)`` for a categorical head
+    (RAF-DB's attribute names for gender, race, age; "0", "1", ... for others), ``(name,
+    None)`` for a regression head (one value: valence, arousal)."""
+    from .models.multitask import ATTRIBUTE_CLASSES, head_kind
+
+    sizes = getattr(model, "head_sizes", None) or \
+        {name: 1 for name in model.meta.extra_outputs or ()}
+    return [(name, None) if head_kind(name) == "regression" or not hasattr(model, "head_sizes")
+            else (name, ATTRIBUTE_CLASSES.get(name) or tuple(str(i) for i in range(size)))
+            for name, size in sizes.items()]
 
 
 def head_reports(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 256,

@@ -27,7 +27,7 @@ import torch
 from .data.images import pil_to_array, read_image_bounded, to_channels
 from .data.transforms import normalize, to_input_size, to_model_input
 from .errors import DataFormatError, OpenferError
-from .evaluate import class_logits
+from .evaluate import class_logits, head_layout, logits_and_heads
 from .faces.align import BOX_ALIGNMENT, align_face
 from .faces.detect import DetectedFace, create_detector
 from .faces.track import IoUTracker
@@ -113,17 +113,28 @@ class FaceScorer(torch.nn.Module):
     """``uint8`` faces (B, C, H, W) at the model's input size -> class probabilities: the
     normalisation, the model and the softmax as one module, so that the fused inference graph
     (:mod:`openfer.models.fusion`) holds all of them (at batch 1 the small tensor operations
-    around a model cost as much as its last layers)."""
+    around a model cost as much as its last layers).
 
-    def __init__(self, model: torch.nn.Module):
+    With ``heads`` (:func:`openfer.evaluate.head_layout`), the extra heads of a multi-task model
+    follow the class probabilities in the same rows: a categorical head's probabilities, a
+    regression head's value."""
+
+    def __init__(self, model: torch.nn.Module, heads: list | tuple = ()):
         super().__init__()
         self.model, self.meta = model, model.meta
+        self.head_names = tuple(name for name, _ in heads)
+        self.categorical = tuple(classes is not None for _, classes in heads)
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
         x = normalize(faces.to(torch.float32) * (1 / 255.0), self.meta)    # as to_model_input
         weight = next(self.model.parameters(), None)
-        return class_logits(self.model(x if weight is None else x.to(weight.dtype))).float() \
-            .softmax(-1)
+        x = x if weight is None else x.to(weight.dtype)
+        if not self.head_names:
+            return class_logits(self.model(x)).float().softmax(-1)
+        logits, heads = logits_and_heads(self.model, x)
+        return torch.cat([logits.float().softmax(-1)] + [
+            heads[name].float().softmax(-1) if categorical else heads[name].float()
+            for name, categorical in zip(self.head_names, self.categorical)], 1)
 
 
 class MeanProbabilities(torch.nn.Module):
@@ -185,6 +196,7 @@ class Recognizer:
         self.backend, self.batch_size = backend, max(1, int(batch_size))
         self.tta = tta_mode(tta)
         self.precision: str | None = None            # ONNX: the file's own arithmetic
+        self.heads: list[tuple[str, tuple[str, ...] | None]] = []   # a multi-task model's
         if isinstance(model, (list, tuple)) and len(model) == 1:
             model = model[0]                             # one model, not an ensemble of one
         if isinstance(model, (str, Path)) and str(model).endswith(".onnx"):
@@ -206,9 +218,10 @@ class Recognizer:
                                                        wrap=FaceScorer)
                 self.model = MeanProbabilities(members, torch_model.meta).to(self.device)
             else:
+                self.heads = head_layout(torch_model)
                 torch_model, precision = for_precision(torch_model, precision, self.device)
                 self.precision = precision
-                self.model = fuse_for_inference(FaceScorer(torch_model), precision)
+                self.model = fuse_for_inference(FaceScorer(torch_model, self.heads), precision)
                 self.model.to(self.device)
         self.meta = self.model.meta
         # faces already at the input size need no resize or crop (unless the model crops)
@@ -222,8 +235,15 @@ class Recognizer:
     def classify(self, faces: np.ndarray) -> np.ndarray:
         """Probabilities (N, classes) for aligned faces ``uint8`` (N, H, W, C); faces of another
         size are resized to the model's load size first (float faces are taken as in [0, 1])."""
+        return self.score(faces)[:, :len(self.meta.classes)]
+
+    def score(self, faces: np.ndarray) -> np.ndarray:
+        """:meth:`classify`'s probabilities followed, for a multi-task model, by its extra heads'
+        outputs in :attr:`heads` order (what :meth:`face_result` reads)."""
         if len(faces) == 0:
-            return np.zeros((0, len(self.meta.classes)), np.float32)
+            width = len(self.meta.classes) + sum(1 if c is None else len(c)
+                                                 for _, c in self.heads)
+            return np.zeros((0, width), np.float32)
         if len(faces) <= self.batch_size:               # one batch: no copies, no concatenation
             return self._classify_batch(faces)
         return np.concatenate([self._classify_batch(faces[start:start + self.batch_size])
@@ -290,7 +310,7 @@ class Recognizer:
 
     def _finish(self, batch) -> Iterator[ImageResult]:
         crops = [crop for _, detections, _ in batch for _, crop in detections]
-        probs = self.classify(np.stack(crops)) if crops else np.zeros((0, 1))
+        probs = self.score(np.stack(crops)) if crops else np.zeros((0, 1))
         index = 0
         for result, detections, factor in batch:
             for detection, _ in detections:
@@ -298,16 +318,32 @@ class Recognizer:
                 index += 1
             yield result
 
-    def face_result(self, detection: DetectedFace, probs: np.ndarray) -> FaceResult:
+    def face_result(self, detection: DetectedFace, scores: np.ndarray) -> FaceResult:
+        """A face's result from its row of :meth:`score` (or of :meth:`classify`): a multi-task
+        model's heads go into ``extras``: ``valence`` / ``arousal`` as values, a categorical head
+        as its top class (``age``: ``"20-39"``) and its probabilities (``age_scores``)."""
         classes = self.meta.classes
+        probs = scores[:len(classes)]
         top = int(np.argmax(probs))
+        extras: dict[str, Any] = {}
+        start = len(classes)
+        for name, head_classes in self.heads if len(scores) > len(classes) else ():
+            if head_classes is None:
+                extras[name] = round(float(scores[start]), 4)
+                start += 1
+                continue
+            head = scores[start:start + len(head_classes)]
+            extras[name] = head_classes[int(np.argmax(head))]
+            extras[f"{name}_scores"] = {c: round(float(p), 5) for c, p in zip(head_classes, head)}
+            start += len(head_classes)
         return FaceResult(
             box=[round(float(v), 1) for v in detection.box],
             probabilities={c: round(float(p), 5) for c, p in zip(classes, probs)},
             label=classes[top], confidence=round(float(probs[top]), 5),
             detector_score=None if detection.score is None else round(detection.score, 4),
             landmarks=None if detection.landmarks is None
-            else [[round(float(x), 1), round(float(y), 1)] for x, y in detection.landmarks])
+            else [[round(float(x), 1), round(float(y), 1)] for x, y in detection.landmarks],
+            extras=extras)
 
     # -- video --------------------------------------------------------------------------------
     def predict_video(self, source: str | Path | int, every: int = 1,

@@ -21,14 +21,16 @@ from .infer import ImageResult, Recognizer, collect_inputs, is_video
 class RecordWriter:
     """Writes result records as text lines, JSON lines or CSV rows."""
 
-    def __init__(self, mode: str, classes: tuple[str, ...], stream=None):
-        self.mode, self.classes = mode, classes
+    def __init__(self, mode: str, classes: tuple[str, ...], stream=None,
+                 heads: tuple[str, ...] = ()):
+        self.mode, self.classes, self.heads = mode, classes, tuple(heads)
         self.stream = stream or sys.stdout
         self._csv = None
         if mode == "csv":
             self._csv = csv.writer(self.stream)
             self._csv.writerow(["file", "frame", "time", "face", "track_id", "x1", "y1", "x2",
-                                "y2", "detector_score", "label", "confidence", *classes, "note"])
+                                "y2", "detector_score", "label", "confidence", *classes,
+                                *self.heads, "note"])
 
     def write(self, result: ImageResult) -> None:
         for record in result.records():
@@ -42,13 +44,14 @@ class RecordWriter:
                                     record.get("detector_score"), record.get("label"),
                                     record.get("confidence"),
                                     *(scores.get(c) for c in self.classes),
+                                    *(record.get(h) for h in self.heads),
                                     record.get("error") or record.get("note") or ""])
             else:
-                self.stream.write(_text(record) + "\n")
+                self.stream.write(_text(record, self.heads) + "\n")
         self.stream.flush()
 
 
-def _text(record: dict) -> str:
+def _text(record: dict, heads: tuple[str, ...] = ()) -> str:
     where = record["file"] + (f" frame {record['frame']}" if record["frame"] is not None else "")
     if record.get("error"):
         return f"error: {record['error']}"
@@ -56,8 +59,9 @@ def _text(record: dict) -> str:
         return f"{where}: no face detected"
     box = ",".join(f"{v:.0f}" for v in record["box"])
     track = f" track {record['track_id']}" if record.get("track_id") is not None else ""
+    extra = "".join(f", {h} {record[h]}" for h in heads if record.get(h) is not None)
     return f"{where} face {record['face']}{track} [{box}]: {record['label']} " \
-           f"({record['confidence']:.0%})"
+           f"({record['confidence']:.0%}){extra}"
 
 
 def _progress(total: int | None, unit: str):
@@ -80,7 +84,8 @@ def run_predict(args, device: str) -> int:
                             batch_size=args.batch_size, tta=args.tta, detector_options=options,
                             precision=args.precision)
     mode = "json" if args.json else "csv" if args.csv else "text"
-    writer = RecordWriter(mode, recognizer.meta.classes)
+    writer = RecordWriter(mode, recognizer.meta.classes,
+                          heads=tuple(name for name, _ in recognizer.heads))
     annotated = Path(args.save_annotated) if args.save_annotated else None
     stats = {"inputs": 0, "read": 0, "frames": 0, "faces": 0, "errors": []}
     if mode == "text":
@@ -168,7 +173,7 @@ def _run_face_table(recognizer: Recognizer, path: Path, emit, stats) -> None:
     except OpenferError as exc:
         emit(ImageResult(str(path), error=str(exc)))
         return
-    probs = recognizer.classify(faces[:, :, :, None])
+    probs = recognizer.score(faces[:, :, :, None])
     for face_probs, line in zip(probs, lines):
         result = ImageResult(f"{path}:{line}", width=48, height=48, detector="none")
         result.faces.append(recognizer.face_result(DetectedFace((0.0, 0.0, 48.0, 48.0)),

@@ -28,14 +28,16 @@ import numpy as np
 
 
 class TrackSmoother:
-    """Exponential moving average of each track's class probabilities, with time constant
-    ``seconds``.
+    """Exponential moving average of each track's scores, with time constant ``seconds``.
 
     ``update(result, now)`` replaces the ``probabilities``, ``label`` and ``confidence`` of every
     tracked face of ``result`` (an :class:`openfer.infer.ImageResult`) by their smoothed values
-    and keeps the frame's own probabilities in ``extras["frame_scores"]``; faces without a
-    ``track_id`` are left as they are. A track not seen for ``forget`` seconds (default
-    ``10 * seconds``) is forgotten, so a face that comes back starts afresh.
+    and keeps the frame's own probabilities in ``extras["frame_scores"]``. A multi-task model's
+    heads are averaged the same way: a value (``valence``) and a head's probabilities
+    (``age_scores``, its label ``age`` following them), the frame's own kept as
+    ``frame_valence``, ``frame_age_scores``. Faces without a ``track_id`` are left as they are.
+    A track not seen for ``forget`` seconds (default ``10 * seconds``) is forgotten, so a face
+    that comes back starts afresh.
     """
 
     def __init__(self, seconds: float, forget: float | None = None):
@@ -45,27 +47,64 @@ class TrackSmoother:
                              f"seconds, got {seconds!r}")
         self.seconds = seconds
         self.forget = 10 * seconds if forget is None else float(forget)
-        self.tracks: dict[int, tuple[np.ndarray, float]] = {}   # id -> (average, last time)
+        # id -> (the names of the averaged values, their average, last time seen)
+        self.tracks: dict[int, tuple[list, np.ndarray, float]] = {}
 
     def update(self, result, now: float):
         """Smooth the tracked faces of ``result``, seen at time ``now`` (seconds); returns it."""
-        for track_id, (_, seen) in list(self.tracks.items()):
+        for track_id, (_, _, seen) in list(self.tracks.items()):
             if now - seen > self.forget:
                 del self.tracks[track_id]
         for face in result.faces:
             if face.track_id is None:
                 continue
-            classes = list(face.probabilities)
-            frame = np.array([face.probabilities[c] for c in classes], dtype=np.float64)
+            names, frame = _values(face)
             previous = self.tracks.get(face.track_id)
-            if previous is None or len(previous[0]) != len(frame):
+            if previous is None or previous[0] != names:
                 average = frame
             else:
-                weight = 1.0 - math.exp(-max(now - previous[1], 0.0) / self.seconds)
-                average = previous[0] + weight * (frame - previous[0])
-            self.tracks[face.track_id] = (average, now)
-            top = int(np.argmax(average))
-            face.extras["frame_scores"] = dict(face.probabilities)
-            face.probabilities = {c: round(float(p), 5) for c, p in zip(classes, average)}
-            face.label, face.confidence = classes[top], round(float(average[top]), 5)
+                weight = 1.0 - math.exp(-max(now - previous[2], 0.0) / self.seconds)
+                average = previous[1] + weight * (frame - previous[1])
+            self.tracks[face.track_id] = (names, average, now)
+            _replace(face, names, average)
         return result
+
+
+def _values(face) -> tuple[list, np.ndarray]:
+    """What is averaged: ``(group, key)`` names (group None: the expression's classes; a head's
+    name with key None: its value; a head's ``*_scores`` with a class) and their values."""
+    names: list = [(None, c) for c in face.probabilities]
+    values = list(face.probabilities.values())
+    for name, value in face.extras.items():
+        if name.startswith("frame_"):
+            continue
+        if isinstance(value, float):
+            names.append((name, None))
+            values.append(value)
+        elif name.endswith("_scores") and isinstance(value, dict):
+            names.extend((name, c) for c in value)
+            values.extend(value.values())
+    return names, np.asarray(values, dtype=np.float64)
+
+
+def _replace(face, names: list, average: np.ndarray) -> None:
+    """Put the averages in place of the face's scores, keeping the frame's own as ``frame_*``."""
+    groups: dict = {}
+    for (group, key), value in zip(names, average):
+        groups.setdefault(group, {})[key] = value
+    face.extras["frame_scores"] = dict(face.probabilities)
+    for group, values in groups.items():
+        if group is None:
+            face.probabilities = {c: round(float(p), 5) for c, p in values.items()}
+            face.label = max(face.probabilities, key=face.probabilities.get)
+            face.confidence = face.probabilities[face.label]
+            continue
+        face.extras[f"frame_{group}"] = face.extras[group]
+        if None in values:                                   # a regression head's value
+            face.extras[group] = round(float(values[None]), 4)
+        else:                                                # a categorical head's scores
+            scores = {c: round(float(p), 5) for c, p in values.items()}
+            face.extras[group] = scores
+            head = group[:-len("_scores")]
+            if head in face.extras:
+                face.extras[head] = max(scores, key=scores.get)

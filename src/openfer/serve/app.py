@@ -164,7 +164,7 @@ def create_app(config: ServeConfig | None = None):
             recognizer.detector, config.detect_threads,
             lambda: create_detector(config.detector, **options))
         state["plain"] = create_detector("none")
-        batcher = MicroBatcher(recognizer.classify, max_batch=config.max_batch,
+        batcher = MicroBatcher(recognizer.score, max_batch=config.max_batch,
                                window_ms=config.batch_window_ms)
         await batcher.start()
         state["batcher"] = batcher

@@ -1,0 +1,109 @@
+"""Multi-task models in prediction: Emotion-GCN's valence and arousal, the multi-task network's
+age, gender and race come out of ``openfer predict``, the Python API and the web service next to
+the expression, equal to what the model computes eagerly."""
+
+import csv
+import io
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import openfer
+from openfer.checkpoint import save_weights
+from openfer.cli import main
+from openfer.data import ArrayFaceDataset
+from openfer.evaluate import predict_heads, predict_probabilities
+from openfer.infer import Recognizer
+from openfer.models.multitask import ATTRIBUTE_CLASSES
+
+
+@pytest.fixture(scope="module")
+def faces(fer2013_csv):
+    """Four real FER2013 PublicTest faces, (N, 48, 48, 1) uint8."""
+    from openfer.data import load_dataset
+    return load_dataset("fer2013", fer2013_csv, "PublicTest").images[:4].permute(0, 2, 3, 1) \
+        .numpy()
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("heads")
+    return {
+        "gcn": save_weights(openfer.create_model("emotion_gcn_breg_next"),
+                            folder / "gcn.safetensors"),
+        "multitask": save_weights(openfer.create_model("multitask", backbone="fernet_s",
+                                                       heads=("gender", "race", "age",
+                                                              "valence")),
+                                  folder / "multitask.safetensors"),
+    }
+
+
+def eager(path, faces):
+    """The model's own outputs for ``faces``, without the inference pipeline."""
+    model = openfer.load_model(path).eval()
+    dataset = ArrayFaceDataset(faces[..., 0], np.zeros(len(faces), np.int64), model.meta.classes,
+                               name="faces")
+    return model, predict_probabilities(model, dataset), predict_heads(model, dataset)
+
+
+def test_emotion_gcn_predicts_valence_and_arousal_with_the_expression(models, faces):
+    model, probs, heads = eager(models["gcn"], faces)
+    rec = Recognizer(models["gcn"], detector="none", precision="fp32")
+    assert rec.heads == [("valence", None), ("arousal", None)]
+    scores = rec.score(faces)                  # the fused graph's rows: classes, then heads
+    k = len(model.meta.classes)
+    np.testing.assert_allclose(scores[:, :k], probs, atol=1e-5)
+    np.testing.assert_allclose(scores[:, k:], np.hstack([heads["valence"], heads["arousal"]]),
+                               atol=1e-5)
+    np.testing.assert_array_equal(rec.classify(faces), scores[:, :k])
+    for result, row in zip(rec.predict(list(faces)), scores):   # through the face crop
+        face = result.faces[0]
+        assert set(face.extras) == {"valence", "arousal"}
+        assert face.extras["valence"] == pytest.approx(row[k], rel=0.05, abs=0.05)
+        assert face.extras["arousal"] == pytest.approx(row[k + 1], rel=0.05, abs=0.05)
+
+
+def test_the_multitask_network_predicts_age_gender_race(models, faces):
+    _, probs, heads = eager(models["multitask"], faces)
+    rec = Recognizer(models["multitask"], detector="none", precision="fp32")
+    assert [name for name, _ in rec.heads] == ["gender", "race", "age", "valence"]
+    assert rec.meta.input_size == (48, 48)                 # no resampling: exact comparison
+    record = rec.predict(faces[0])[0].records()[0]
+    for name in ("gender", "race", "age"):
+        expected = torch.from_numpy(heads[name][0]).softmax(-1).numpy()
+        np.testing.assert_allclose(list(record[f"{name}_scores"].values()), expected, atol=1e-4)
+        assert list(record[f"{name}_scores"]) == list(ATTRIBUTE_CLASSES[name])
+        assert record[name] == ATTRIBUTE_CLASSES[name][int(expected.argmax())]
+    assert record["valence"] == pytest.approx(float(heads["valence"][0, 0]), abs=1e-3)
+    np.testing.assert_allclose(list(record["scores"].values()), probs[0], atol=1e-4)
+
+
+def test_predict_cli_writes_the_heads_in_json_csv_and_text(models, faces, tmp_path, capsys):
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), faces[0])
+    common = ["predict", str(path), "--model", str(models["gcn"]), "--no-detect"]
+    assert main(common + ["--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert isinstance(record["valence"], float) and isinstance(record["arousal"], float)
+    assert main(common + ["--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert float(rows[0]["valence"]) == record["valence"]
+    assert float(rows[0]["arousal"]) == record["arousal"]
+    assert main(common) == 0
+    assert f"valence {record['valence']}, arousal {record['arousal']}" in \
+        capsys.readouterr().out
+    rec = Recognizer(models["multitask"], detector="none")
+    assert main(["predict", str(path), "--model", str(models["multitask"]), "--no-detect",
+                 "--csv"]) == 0
+    row = next(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert row["age"] == rec.predict(faces[0])[0].faces[0].extras["age"]
+
+
+def test_an_ensemble_and_a_plain_classifier_have_no_heads(models, faces):
+    assert Recognizer("default", detector="none").heads == []
+    both = Recognizer([models["multitask"], models["multitask"]], detector="none")
+    assert both.heads == [] and both.predict(faces[0])[0].faces[0].extras == {}
