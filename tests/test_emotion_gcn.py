@@ -109,6 +109,7 @@ def _train_on_synthetic_affectnet(root, tmp_path, model_name: str, epochs: int):
     assert "train/loss_cont" in rows and "val/valence/ccc" in rows and "val/arousal/ccc" in rows
     assert summary["metrics"]["n"] == 96
     model = openfer.load_model(tmp_path / "run" / "best.safetensors")
+    assert model.meta.heads_trained == ("arousal", "valence")      # recorded for inference
     return evaluate(model, load_dataset("affectnet7", root, "val", image_size=(32, 32),
                                         channels=3))
 
@@ -121,6 +122,21 @@ def test_multi_task_breg_next_learns_expressions_and_valence_arousal_together(
     assert report["accuracy"] > 0.9, report["accuracy"]                  # chance 1/7
     assert report["heads"]["valence"]["ccc"] > 0.7, report["heads"]       # chance 0
     assert report["heads"]["arousal"]["ccc"] > 0.7, report["heads"]
+
+    # openfer's inference gives the same valence and arousal with each expression
+    from openfer.data import load_dataset
+    from openfer.infer import Recognizer
+    from openfer.metrics import regression_report
+
+    val = load_dataset("affectnet7", synthetic_affectnet, "val", image_size=(32, 32),
+                       channels=3)
+    rec = Recognizer(tmp_path / "run" / "best.safetensors", detector="none", precision="fp32")
+    images = [val[i][0].permute(1, 2, 0).numpy() for i in range(len(val))]
+    faces = [result.faces[0] for result in rec.predict(images)]
+    for name in ("valence", "arousal"):
+        predicted = np.array([face.extras[name] for face in faces])
+        ccc = regression_report(np.asarray(val.targets[name]), predicted)["ccc"]
+        assert ccc == pytest.approx(report["heads"][name]["ccc"], abs=0.02), name
 
 
 def test_emotion_gcn_breg_next_trains_with_the_joint_loss_and_learns_expressions(

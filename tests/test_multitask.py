@@ -13,7 +13,7 @@ from openfer.cli import main
 from openfer.engine.recipe import load_recipe
 from openfer.engine.train import train
 from openfer.losses import masked_multitask_loss
-from openfer.models.multitask import PAPER_LOSS_WEIGHTS
+from openfer.models.multitask import ATTRIBUTE_CLASSES, PAPER_LOSS_WEIGHTS
 
 
 def test_published_network_has_the_originals_parameter_count():
@@ -155,6 +155,23 @@ def test_every_head_learns_on_synthetic_rafdb(synthetic_rafdb, tmp_path, capsys)
     assert set(evaluated["heads"]) == {"gender", "race", "age"}
     assert evaluated["heads"]["age"]["accuracy"] == pytest.approx(accuracies["age"], abs=0.01)
 
+    # and openfer predict reads age, gender and race off the test images as well
+    assert openfer.load_model(summary["weights"]).meta.heads_trained == ("age", "gender", "race")
+    lines = (synthetic_rafdb / "EmoLabel" / "list_patition_label.txt").read_text().split("\n")
+    tests = [line.split()[0][:-4] for line in lines if line.startswith("test_")][:30]
+    images = [synthetic_rafdb / "Image" / "aligned" / f"{stem}_aligned.jpg" for stem in tests]
+    assert main(["predict", *map(str, images), "--model", summary["weights"], "--no-detect",
+                 "--json"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    for name, row, classes in (("gender", 5, ATTRIBUTE_CLASSES["gender"]),
+                               ("race", 6, ATTRIBUTE_CLASSES["race"]),
+                               ("age", 7, ATTRIBUTE_CLASSES["age"])):
+        truth = [classes[int((synthetic_rafdb / "Annotation" / "manual" /
+                              f"{stem}_manu_attri.txt").read_text().split("\n")[row])]
+                 for stem in tests]
+        agree = np.mean([r[name] == t for r, t in zip(records, truth)])
+        assert agree > 0.8, (name, agree)
+
 
 def test_fer2013_trains_the_emotion_head_with_attribute_heads_masked(fer2013_csv, tmp_path):
     recipe = load_recipe("multitask_fer2013", [
@@ -164,3 +181,7 @@ def test_fer2013_trains_the_emotion_head_with_attribute_heads_masked(fer2013_csv
     assert summary["metrics"]["n"] == 256 and 0 <= summary["metrics"]["accuracy"] <= 1
     rows = (tmp_path / "logs" / "metrics.csv").read_text()
     assert "train/loss_emotion" in rows and "train/loss_gender" not in rows
+    # the attribute heads never saw a label: the weights say so and inference leaves them out
+    assert openfer.load_model(summary["weights"]).meta.heads_trained == ()
+    from openfer.infer import Recognizer
+    assert Recognizer(summary["weights"], detector="none").heads == []

@@ -1,6 +1,7 @@
 """Multi-task models in prediction: Emotion-GCN's valence and arousal, the multi-task network's
 age, gender and race come out of ``openfer predict``, the Python API and the web service next to
-the expression, equal to what the model computes eagerly."""
+the expression, equal to what the model computes eagerly, for the heads its training saw labels
+for."""
 
 import csv
 import io
@@ -28,17 +29,24 @@ def faces(fer2013_csv):
         .numpy()
 
 
+def trained(model, heads):
+    """``model`` as if training had seen labels for ``heads`` (what ``openfer train``
+    records); its predictions are not judged here."""
+    model.meta = model.meta.replace(heads_trained=tuple(heads))
+    return model
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("heads")
+    heads = ("gender", "race", "age", "valence")
     return {
-        "gcn": save_weights(openfer.create_model("emotion_gcn_breg_next"),
-                            folder / "gcn.safetensors"),
-        "multitask": save_weights(openfer.create_model("multitask", backbone="fernet_s",
-                                                       heads=("gender", "race", "age",
-                                                              "valence")),
-                                  folder / "multitask.safetensors"),
+        "gcn": save_weights(trained(openfer.create_model("emotion_gcn_breg_next"),
+                                    ("valence", "arousal")), folder / "gcn.safetensors"),
+        "multitask": save_weights(trained(openfer.create_model(
+            "multitask", backbone="fernet_s", heads=heads), heads),
+            folder / "multitask.safetensors"),
     }
 
 
@@ -101,6 +109,19 @@ def test_predict_cli_writes_the_heads_in_json_csv_and_text(models, faces, tmp_pa
                  "--csv"]) == 0
     row = next(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert row["age"] == rec.predict(faces[0])[0].faces[0].extras["age"]
+
+
+def test_only_heads_that_training_saw_labels_for_are_output(models, faces, tmp_path):
+    """FER2013 has no age, gender or race: a multi-task network trained on it has heads that
+    learnt nothing, and weights that do not record what their heads learnt show none."""
+    model = openfer.load_model(models["multitask"])
+    for recorded, shown in (((), []), (None, []), (("race",), ["race"])):
+        model.meta = model.meta.replace(heads_trained=recorded)
+        path = save_weights(model, tmp_path / "m.safetensors")
+        rec = Recognizer(path, detector="none")
+        assert [name for name, _ in rec.heads] == shown
+        extras = rec.predict(faces[0])[0].faces[0].extras
+        assert {key for key in extras if not key.endswith("_scores")} == set(shown)
 
 
 def test_an_ensemble_and_a_plain_classifier_have_no_heads(models, faces):

@@ -137,9 +137,10 @@ def test_a_multitask_model_answers_with_its_heads(tmp_path, group6):
     ``openfer predict --json`` does."""
     from openfer.checkpoint import save_weights
 
-    path = save_weights(openfer.create_model("multitask", backbone="fernet_s",
-                                             heads=("age", "valence", "arousal")),
-                        tmp_path / "multitask.safetensors")
+    model = openfer.create_model("multitask", backbone="fernet_s",
+                                 heads=("age", "valence", "arousal"))
+    model.meta = model.meta.replace(heads_trained=("age", "valence", "arousal"))
+    path = save_weights(model, tmp_path / "multitask.safetensors")
     with Server(_config(model=str(path))) as s:
         response = httpx.post(f"{s.url}/v1/predict", timeout=60,
                               files={"file": ("group6.jpg", group6, "image/jpeg")})

@@ -79,14 +79,19 @@ def _head_names(model: torch.nn.Module) -> list[str]:
     return list(getattr(model, "head_sizes", {})) or list(model.meta.extra_outputs or ())
 
 
-def head_layout(model: torch.nn.Module) -> list[tuple[str, tuple[str, ...] | None]]:
+def head_layout(model: torch.nn.Module, trained_only: bool = False
+                ) -> list[tuple[str, tuple[str, ...] | None]]:
     """A model's extra heads in output order: ``(name, class names)`` for a categorical head
     (RAF-DB's attribute names for gender, race, age; "0", "1", ... for others), ``(name,
-    None)`` for a regression head (one value: valence, arousal)."""
+    None)`` for a regression head (one value: valence, arousal). ``trained_only``: only those
+    whose labels training saw (``meta.heads_trained``; none where it is not recorded)."""
     from .models.multitask import ATTRIBUTE_CLASSES, head_kind
 
     sizes = getattr(model, "head_sizes", None) or \
         {name: 1 for name in model.meta.extra_outputs or ()}
+    if trained_only:
+        trained = set(model.meta.heads_trained or ())
+        sizes = {name: size for name, size in sizes.items() if name in trained}
     return [(name, None) if head_kind(name) == "regression" or not hasattr(model, "head_sizes")
             else (name, ATTRIBUTE_CLASSES.get(name) or tuple(str(i) for i in range(size)))
             for name, size in sizes.items()]

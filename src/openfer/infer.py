@@ -218,7 +218,7 @@ class Recognizer:
                                                        wrap=FaceScorer)
                 self.model = MeanProbabilities(members, torch_model.meta).to(self.device)
             else:
-                self.heads = head_layout(torch_model)
+                self.heads = head_layout(torch_model, trained_only=True)
                 torch_model, precision = for_precision(torch_model, precision, self.device)
                 self.precision = precision
                 self.model = fuse_for_inference(FaceScorer(torch_model, self.heads), precision)

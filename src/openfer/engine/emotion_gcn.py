@@ -50,6 +50,9 @@ class EmotionGCNTask(ClassificationTask):
         valid = ~torch.isnan(target).any(1)
         if int(valid.sum()) < 2 or self.lambda_multi == 0:
             return categorical, continuous.sum() * 0.0           # keeps the graph connected
+        if self.training:
+            for name in DIMENSIONS:
+                self.record_trained_head(name)
         return categorical, ccc_loss(continuous[valid].float(), target[valid].float())
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

@@ -49,6 +49,10 @@ class MultiTaskTask(ClassificationTask):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, labels, targets = batch
+        for name, target in targets.items():
+            labelled = ~torch.isnan(target) if target.is_floating_point() else target >= 0
+            if self.head_weights.get(name, 1.0) and bool(labelled.any()):
+                self.record_trained_head(name)
         outputs = self.model.forward_heads(self.prepare_input(images, train=True))
         loss, parts = self._loss(outputs, labels, targets)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)

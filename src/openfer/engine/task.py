@@ -78,6 +78,7 @@ class ClassificationTask(L.LightningModule):
         self.val_mean_class_accuracy = torchmetrics.classification.MulticlassAccuracy(
             k, average="macro")
         self.val_macro_f1 = torchmetrics.classification.MulticlassF1Score(k, average="macro")
+        self.heads_trained: set[str] = set()
         self._init_distillation(recipe)
 
     def _init_distillation(self, recipe: dict) -> None:
@@ -112,6 +113,21 @@ class ClassificationTask(L.LightningModule):
     def on_fit_start(self) -> None:
         if self.teacher is not None:
             self.teacher.to(self.device)
+
+    # -- which extra heads learnt something ------------------------------------------------------
+    #: Checkpoint key of the extra heads whose labels training has seen (``meta.heads_trained``
+    #: of the weights written from it; inference shows only those heads).
+    HEADS_TRAINED = "openfer_heads_trained"
+
+    def record_trained_head(self, name: str) -> None:
+        """Note that head ``name`` was fitted to at least one label (multi-task tasks call it)."""
+        self.heads_trained.add(name)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[self.HEADS_TRAINED] = sorted(self.heads_trained)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.heads_trained = set(checkpoint.get(self.HEADS_TRAINED, ()))
 
     # -- set-up --------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:

@@ -314,10 +314,15 @@ def license_note(recipe: dict) -> str:
 
 def _trained_model(checkpoint_path: str, run_recipe: dict, **meta) -> torch.nn.Module:
     """The recipe's model with the weights of a training checkpoint."""
-    state = read_checkpoint(checkpoint_path)["state_dict"]
+    from .task import ClassificationTask
+
+    checkpoint = read_checkpoint(checkpoint_path)
+    state = checkpoint["state_dict"]
     model = create_model(run_recipe["model"]["name"], **(run_recipe["model"]["args"] or {}))
     model.load_state_dict({k[len("model."):]: v for k, v in state.items()
                            if k.startswith("model.")})
+    if hasattr(model, "forward_heads") or model.meta.extra_outputs:
+        meta["heads_trained"] = tuple(checkpoint.get(ClassificationTask.HEADS_TRAINED, ()))
     model.meta = model.meta.replace(**meta)
     return model.eval()
 

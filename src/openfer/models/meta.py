@@ -41,6 +41,10 @@ class ModelMeta:
     crop_fraction: float = 1.0
     #: Extra outputs beside the class logits (e.g. ("valence", "arousal")).
     extra_outputs: tuple[str, ...] = ()
+    #: The extra heads (a multi-task model's, Emotion-GCN's valence/arousal) whose labels
+    #: training saw, as ``openfer train`` records them; inference outputs only these (a head
+    #: trained on no label outputs noise). None: not recorded, so no head is shown.
+    heads_trained: tuple[str, ...] | None = None
     notes: str | None = None
     #: bfloat16 inference measured against fp32 on a test split
     #: (``scripts/check_precision.py --precision bf16``):
@@ -62,6 +66,8 @@ class ModelMeta:
         self.mean = tuple(float(v) for v in self.mean)
         self.std = tuple(float(v) for v in self.std)
         self.extra_outputs = tuple(self.extra_outputs)
+        if self.heads_trained is not None:
+            self.heads_trained = tuple(self.heads_trained)
         if len(self.mean) != self.channels or len(self.std) != self.channels:
             raise ValueError(f"{self.architecture}: mean/std need one value per channel "
                              f"({self.channels})")
@@ -81,8 +87,9 @@ class ModelMeta:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        for key in ("classes", "input_size", "mean", "std", "extra_outputs"):
-            data[key] = list(data[key])
+        for key in ("classes", "input_size", "mean", "std", "extra_outputs", "heads_trained"):
+            if data[key] is not None:
+                data[key] = list(data[key])
         return data
 
     @classmethod

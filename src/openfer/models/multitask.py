@@ -109,9 +109,8 @@ class MultiTaskCNN(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)                          # gray replicated, as the original
-        return self.features(x)
+        # gray replicated, as the original (a no-op on 3 channels; no branch, so it traces)
+        return self.features(x.expand(-1, 3, -1, -1))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.dense(x)
