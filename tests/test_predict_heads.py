@@ -122,6 +122,9 @@ def test_only_heads_that_training_saw_labels_for_are_output(models, faces, tmp_p
         assert [name for name, _ in rec.heads] == shown
         extras = rec.predict(faces[0])[0].faces[0].extras
         assert {key for key in extras if not key.endswith("_scores")} == set(shown)
+    from openfer.model_card import model_card
+    assert "extra heads trained on labels, and shown by `openfer predict`: race |" in \
+        model_card(path)
 
 
 def test_an_ensemble_and_a_plain_classifier_have_no_heads(models, faces):

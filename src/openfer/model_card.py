@@ -169,7 +169,7 @@ def render(facts: dict[str, Any]) -> str:
               "| outputs | " + ", ".join(f"{i} {name}" for i, name in enumerate(meta["classes"]))
               + " (class index: name; softmax scores)"
               + ("; also " + ", ".join(meta["extra_outputs"]) if meta.get("extra_outputs")
-                 else "") + " |", "",
+                 else "") + _heads(meta) + " |", "",
               "## Training", "",
               f"- Data: {meta.get('training_data') or 'not recorded'}.",
               f"- Recipe: `{meta['recipe']}`." if meta.get("recipe") else "- Recipe: not recorded.",
@@ -183,6 +183,14 @@ def render(facts: dict[str, Any]) -> str:
         lines.append(FER2013_LABELS)
     lines.append("")
     return "\n".join(lines)
+
+
+def _heads(meta: dict) -> str:
+    """What a multi-task model's extra heads learnt (``meta.heads_trained``)."""
+    if meta.get("heads_trained") is None:
+        return ""
+    trained = ", ".join(meta["heads_trained"]) or "none (its data had no labels for them)"
+    return f"; extra heads trained on labels, and shown by `openfer predict`: {trained}"
 
 
 def _input(meta: dict) -> str:
