@@ -127,6 +127,27 @@ def test_only_heads_that_training_saw_labels_for_are_output(models, faces, tmp_p
         model_card(path)
 
 
+def test_onnx_export_carries_the_trained_heads(models, faces, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from openfer.export import OnnxClassifier, export_onnx
+
+    for key in ("gcn", "multitask"):
+        torch_rec = Recognizer(models[key], detector="none", precision="fp32")
+        path = export_onnx(openfer.load_model(models[key]), tmp_path / f"{key}.onnx")
+        assert OnnxClassifier(path).heads == torch_rec.heads
+        for onnx_rec in (Recognizer(path, detector="none"),
+                         Recognizer(models[key], detector="none", backend="onnx")):
+            assert onnx_rec.heads == torch_rec.heads
+            np.testing.assert_allclose(onnx_rec.score(faces), torch_rec.score(faces),
+                                       atol=1e-4, rtol=1e-4)
+    # int8 keeps the heads as outputs too
+    quantized = export_onnx(openfer.load_model(models["multitask"]), tmp_path / "int8.onnx",
+                            quantize="int8", calibration=faces.transpose(0, 3, 1, 2))
+    record = Recognizer(quantized, detector="none").predict(faces[0])[0].records()[0]
+    assert set(record["age_scores"]) == set(ATTRIBUTE_CLASSES["age"])
+    assert sum(record["age_scores"].values()) == pytest.approx(1, abs=1e-3)
+
+
 def test_an_ensemble_and_a_plain_classifier_have_no_heads(models, faces):
     assert Recognizer("default", detector="none").heads == []
     both = Recognizer([models["multitask"], models["multitask"]], detector="none")

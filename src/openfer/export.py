@@ -19,6 +19,11 @@ multiply uint8 by int8 with ``vpmaddubsw``, whose 16-bit sums saturate with full
 there the distilled FERNet-M kept the top label on 88.1 % of PublicTest faces with 8-bit weights
 and keeps it on 99.0 % with 7-bit ones, so an exported file is safe on any x86 CPU.
 
+A multi-task model's extra heads whose labels training saw (``meta.heads_trained``: Emotion-GCN's
+valence and arousal, the multi-task network's age, gender, race) are further outputs named after
+them (a categorical head's logits, a regression head's value), listed in the metadata's
+``heads``; :class:`OnnxClassifier` and ``openfer predict --backend onnx`` read them.
+
 Opset 20 is used because Deep-Emotion's spatial transformer needs ``AffineGrid`` (opset 20).
 """
 
@@ -58,24 +63,33 @@ def export_onnx(model: torch.nn.Module, output: str | Path, *, dynamic_batch: bo
     onnx = _require("onnx")
     if quantize not in (None, "int8"):
         raise OpenferError(f"--quantize {quantize!r}: only int8 is supported")
+    from .evaluate import head_layout
+
     meta = model.meta
     model = model.eval().cpu()
     example = torch.zeros(1 if not dynamic_batch else 2, meta.channels, *meta.input_size)
+    heads = head_layout(model, trained_only=True)
     header = {"architecture": getattr(model, "openfer_config", {}).get("architecture",
                                                                        meta.architecture),
-              "meta": meta.to_dict(), "quantized": quantize}
+              "meta": meta.to_dict(), "quantized": quantize,
+              "heads": [[name, None if classes is None else list(classes)]
+                        for name, classes in heads]}
     output = Path(output)
+    names = ["logits", *(name for name, _ in heads)]
+    traced = _WithHeads(model, [name for name, _ in heads]) if heads else model
 
     def write(path: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             plain = Path(tmp) / "model.onnx"
-            axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
+            axes = {name: {0: "batch"} for name in ["input", *names]} if dynamic_batch else None
             with catching_warnings():
                 # Shapes are traced per export; the tracer's notes about them are expected.
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 warnings.filterwarnings("ignore", category=DeprecationWarning)
-                torch.onnx.export(model, (example,), str(plain), input_names=["input"],
-                                  output_names=["logits"], dynamic_axes=axes,
+                # A strided slice (Emotion-GCN's graph) is exported as it is, unfolded.
+                warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
+                torch.onnx.export(traced, (example,), str(plain), input_names=["input"],
+                                  output_names=names, dynamic_axes=axes,
                                   opset_version=opset, dynamo=False)
             if quantize == "int8":
                 quantized = Path(tmp) / "int8.onnx"
@@ -166,6 +180,20 @@ def output_nodes(graph) -> list[str]:
     return found
 
 
+class _WithHeads(torch.nn.Module):
+    """The class logits and the named heads' outputs of one forward pass, as a tuple."""
+
+    def __init__(self, model: torch.nn.Module, heads: list[str]):
+        super().__init__()
+        self.model, self.heads = model, heads
+
+    def forward(self, x: torch.Tensor):
+        from .evaluate import logits_and_heads
+
+        logits, outputs = logits_and_heads(self.model, x)
+        return (logits, *(outputs[name] for name in self.heads))
+
+
 def read_onnx(path: str | Path):
     """``(header, model)`` of an exported file: the ``openfer`` metadata :func:`export_onnx`
     wrote (architecture, meta, quantized) and the loaded ONNX model."""
@@ -205,9 +233,17 @@ class OnnxClassifier:
         header = json.loads(props["openfer"])
         self.meta = ModelMeta.from_dict(header["meta"])
         self.quantized = header.get("quantized")
+        #: The extra heads it outputs after the logits: ``(name, class names or None)``.
+        self.heads = [(name, None if classes is None else tuple(classes))
+                      for name, classes in header.get("heads") or []]
         self.path = path
 
     def __call__(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        """The class logits of a normalised float batch."""
+        return self.outputs(x)[0]
+
+    def outputs(self, x: np.ndarray | torch.Tensor) -> list[np.ndarray]:
+        """Every output: the class logits, then each of :attr:`heads`."""
         if isinstance(x, torch.Tensor):
             x = x.detach().cpu().numpy()
-        return self.session.run(None, {"input": np.ascontiguousarray(x, np.float32)})[0]
+        return self.session.run(None, {"input": np.ascontiguousarray(x, np.float32)})

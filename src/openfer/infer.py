@@ -202,6 +202,7 @@ class Recognizer:
         if isinstance(model, (str, Path)) and str(model).endswith(".onnx"):
             from .export import OnnxClassifier
             self.model = OnnxClassifier(model, threads=threads)
+            self.heads = list(self.model.heads)
             self.backend = "onnx"
         else:
             if isinstance(model, (list, tuple)):
@@ -213,6 +214,7 @@ class Recognizer:
             torch_model = load_model(model) if isinstance(model, (str, Path)) else model
             if backend == "onnx":
                 self.model = _onnx_from_torch(torch_model, threads)
+                self.heads = list(self.model.heads)
             elif isinstance(torch_model, Ensemble) and precision != "fp32":
                 members, self.precision = fuse_members(torch_model, precision, self.device,
                                                        wrap=FaceScorer)
@@ -263,7 +265,12 @@ class Recognizer:
 
     def _probabilities(self, x: torch.Tensor) -> np.ndarray:
         if self.backend == "onnx":
-            return torch.from_numpy(self.model(x.numpy())).float().softmax(-1).numpy()
+            logits, *heads = self.model.outputs(x.numpy())
+            rows = [torch.from_numpy(logits).float().softmax(-1)] + [
+                torch.from_numpy(out).float().softmax(-1) if classes is not None
+                else torch.from_numpy(out).float()
+                for out, (_, classes) in zip(heads[:len(self.heads)], self.heads)]
+            return torch.cat(rows, 1).numpy()
         with torch.inference_mode():
             return self.model(x.to(self.device)).cpu().numpy()
 

@@ -84,7 +84,10 @@ def label_graph(correlation: np.ndarray, num_expressions: int = 7, tau: float = 
 
 
 def normalized_adjacency(a: np.ndarray) -> torch.Tensor:
-    """Â = D·Aᵀ·D, D = diag(rowsum(A))^(-1/2) (``gen_adj``), as a float32 tensor."""
+    """Â = D·Aᵀ·D, D = diag(rowsum(A))^(-1/2) (``gen_adj``), as a float32 tensor.
+
+    D is applied by broadcasting, not as a diagonal matrix: the same products in the same order
+    (so the same numbers), and ONNX, which has no ``diag``, can export it."""
     a = torch.as_tensor(a, dtype=torch.float32)
-    d = torch.diag(a.sum(1).pow(-0.5))
-    return (a @ d).t() @ d
+    d = a.sum(1).pow(-0.5)
+    return a.t() * d[:, None] * d[None, :]
