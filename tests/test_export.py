@@ -33,6 +33,26 @@ def test_onnx_matches_torch_within_1e4(tmp_path, real_faces, name):
     assert onnx_model.meta.classes == model.meta.classes
 
 
+def _registered():
+    from openfer.models.registry import list_models
+    return list_models()
+
+
+@pytest.mark.parametrize("name", _registered())
+def test_every_registered_architecture_exports_and_gives_torchs_logits(tmp_path, name):
+    """Each architecture as created (untrained: some give logits of 1e11, some of 1e-30, so
+    the comparison is relative to their scale) at batch 2, through the dynamic-batch file."""
+    torch.manual_seed(0)
+    model = openfer.create_model(name).eval()
+    x = torch.rand(2, model.meta.channels, *model.meta.input_size)
+    with torch.inference_mode():
+        output = model(x)
+    expected = (output if isinstance(output, torch.Tensor) else output[0]).numpy()
+    got = OnnxClassifier(export_onnx(model, tmp_path / f"{name}.onnx"))(x)
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
 def test_metadata_travels_in_the_onnx_file(tmp_path):
     model = openfer.create_model("deep_emotion", classes=["happy", "sad", "neutral"])
     path = export_onnx(model, tmp_path / "m.onnx")
