@@ -27,6 +27,31 @@ def _faces(test, n):
     return test.images[:n].permute(0, 2, 3, 1).numpy()          # (n, 48, 48, 1) uint8
 
 
+def _registered():
+    from openfer.models.registry import list_models
+    return list_models()
+
+
+@pytest.mark.parametrize("name", _registered())
+def test_every_registered_architecture_runs_in_the_fused_graph(name):
+    """No architecture falls back to eager mode (FMPN and the multi-task CNN did, through a
+    branch on the input's channel count); the graph gives the model's own probabilities."""
+    torch.manual_seed(0)
+    model = openfer.create_model(name).eval()
+    faces = np.random.default_rng(0).integers(
+        0, 256, (2, *model.meta.input_size, model.meta.channels), dtype=np.uint8)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*running the model eagerly")
+        rec = Recognizer(model, detector="none", precision="fp32")
+        got = rec.classify(faces)
+    assert rec.model.graph is not None and rec.model.eager_reason is None
+    x = to_model_input(torch.from_numpy(faces).permute(0, 3, 1, 2), model.meta)
+    with torch.inference_mode():
+        output = model(x)
+    expected = (output if isinstance(output, torch.Tensor) else output[0]).softmax(-1).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
 def test_fp32_graph_gives_the_models_probabilities_on_real_faces(publictest):
     model = openfer.load_model("default")
     x = to_model_input(publictest.images[:256], model.meta)

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.dataset import to_grey as grey  # FMPN fuses the mask with the luma face
+from ..data.dataset import LUMA_WEIGHTS  # FMPN fuses the mask with the luma face
 from ..errors import OpenferError
 from .meta import ModelMeta
 from .registry import create_model, register_model
@@ -133,10 +133,14 @@ class FMPN(nn.Module):
                              persistent=False)
         self.register_buffer("classifier_std", torch.tensor(cmeta.std).view(1, -1, 1, 1),
                              persistent=False)
+        self.register_buffer("luma", torch.tensor(LUMA_WEIGHTS).view(1, 3, 1, 1),
+                             persistent=False)
 
     def forward_with_mask(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits, mask)`` for an RGB batch in [0, 1]."""
-        gray = grey(rgb)
+        # openfer.data.dataset.to_grey's weights, without its branch for grey input (the input
+        # is RGB), so that the model traces into the fused inference graph
+        gray = (rgb * self.luma.to(rgb.dtype)).sum(1, keepdim=True)
         mask = self.generator(gray)
         fused = self.fusion(rgb, mask * gray)
         if self.classifier_normalization:
