@@ -61,7 +61,7 @@ def test_the_classifier_sees_fusion_of_the_face_and_the_masked_grey_face():
     seen = {}
     model.classifier.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0]))
     logits, mask = model.forward_with_mask(x)
-    from openfer.models.fmpn import grey
+    from openfer.data.dataset import to_grey as grey         # the luma openfer uses everywhere
     fused = model.fusion(x, mask * grey(x))
     expected = (fused - model.classifier_mean) / model.classifier_std
     assert torch.allclose(seen["x"], expected, atol=1e-6)
