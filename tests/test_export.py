@@ -138,3 +138,22 @@ def test_int8_keeps_the_top_label_and_the_accuracy_on_publictest(tmp_path, fer20
     assert agreement >= 0.985, f"int8 keeps the top label on {agreement:.2%} of PublicTest faces"
     accuracy_fp32, accuracy_int8 = (top_fp32 == labels).mean(), (top_int8 == labels).mean()
     assert accuracy_int8 >= accuracy_fp32 - 0.005, (accuracy_fp32, accuracy_int8)
+
+
+def test_an_onnx_file_without_readable_openfer_metadata_is_refused_by_name(tmp_path):
+    from openfer.errors import OpenferError
+    from openfer.export import read_onnx
+
+    path = export_onnx(openfer.create_model("deep_emotion"), tmp_path / "m.onnx")
+    proto = onnx.load(str(path))
+    for value, message in ((None, "has no openfer metadata"), ("{not json", "is not JSON")):
+        del proto.metadata_props[:]
+        if value is not None:
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = "openfer", value
+        broken = tmp_path / "broken.onnx"
+        onnx.save(proto, str(broken))
+        for read in (read_onnx, OnnxClassifier):
+            with pytest.raises(OpenferError, match=message) as error:
+                read(broken)
+            assert str(broken) in str(error.value) and "openfer export" in str(error.value)

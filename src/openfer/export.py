@@ -203,10 +203,18 @@ def read_onnx(path: str | Path):
         proto = onnx.load(str(path))
     except Exception as exc:  # onnx raises DecodeError, OSError, ...
         raise OpenferError(f"{path}: not a readable ONNX file ({exc})") from None
-    props = {entry.key: entry.value for entry in proto.metadata_props}
+    return _openfer_header({e.key: e.value for e in proto.metadata_props}, path), proto
+
+
+def _openfer_header(props: dict[str, str], path: Path) -> dict:
+    """The ``openfer`` entry of an ONNX file's metadata (what :func:`export_onnx` wrote)."""
     if "openfer" not in props:
         raise OpenferError(f"{path} has no openfer metadata; export it with 'openfer export'")
-    return json.loads(props["openfer"]), proto
+    try:
+        return json.loads(props["openfer"])
+    except ValueError as exc:
+        raise OpenferError(f"{path}: its openfer metadata is not JSON ({exc}); export it again "
+                           "with 'openfer export'") from None
 
 
 class OnnxClassifier:
@@ -227,10 +235,7 @@ class OnnxClassifier:
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise OpenferError(f"{path}: onnxruntime cannot load it ({exc})") from None
-        props = self.session.get_modelmeta().custom_metadata_map
-        if "openfer" not in props:
-            raise OpenferError(f"{path} has no openfer metadata; export it with 'openfer export'")
-        header = json.loads(props["openfer"])
+        header = _openfer_header(self.session.get_modelmeta().custom_metadata_map, path)
         self.meta = ModelMeta.from_dict(header["meta"])
         self.quantized = header.get("quantized")
         #: The extra heads it outputs after the logits: ``(name, class names or None)``.
