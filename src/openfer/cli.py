@@ -36,7 +36,8 @@ EXAMPLES = {
   openfer predict clip.mp4 --every 5 --csv --save-annotated out/
   openfer predict face_crops/ --no-detect --json
   openfer predict --camera 0 --every 2 --max-frames 300
-  openfer predict clip.mp4 --smooth 0.3 --save-annotated out/   # steadier labels""",
+  openfer predict clip.mp4 --smooth 0.3 --save-annotated out/   # steadier labels
+  openfer predict clip.mp4 --summary people.csv   # per person: share of time per expression""",
     "export": """examples:
   openfer export --model default --output model.onnx --dynamic-batch
   openfer export --model default --output int8.onnx --quantize int8 \
@@ -190,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     output = predict.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="JSON lines, one record per face")
     output.add_argument("--csv", action="store_true", help="CSV, one row per face")
+    predict.add_argument("--summary", metavar="FILE",
+                         help="videos and cameras: also write one row per tracked face (frames, "
+                              "times, share of frames with each label, mean scores) to FILE, "
+                              "JSON or .csv")
     predict.add_argument("--save-annotated", metavar="DIR",
                          help="write annotated images / videos into DIR")
     predict.add_argument("--no-detect", action="store_true",

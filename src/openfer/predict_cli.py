@@ -92,14 +92,43 @@ def run_predict(args, device: str) -> int:
         print(f"model: {recognizer.meta.architecture} ({', '.join(recognizer.meta.classes)}); "
               f"detector: {recognizer.detector.name}", file=sys.stderr)
 
+    summary = None
+    if args.summary:
+        from .summary import Summary
+        if not Path(args.summary).resolve().parent.is_dir():
+            raise OpenferError(f"--summary {args.summary}: its folder does not exist; create it "
+                               "or give another path")
+        summary = Summary()
+
     def emit(result: ImageResult) -> None:
         writer.write(result)
+        if summary is not None:
+            summary.add(result)
         if result.error:
             stats["errors"].append(result.error)
             print(f"openfer: skipped {result.error}", file=sys.stderr)
         else:
             stats["faces"] += len(result.faces)
 
+    try:
+        _predict_all(recognizer, args, emit, stats, annotated)
+    finally:                               # a camera stopped with Ctrl-C keeps its summary
+        if summary is not None:
+            from .summary import write_summary
+            rows = summary.rows()
+            write_summary(rows, args.summary)
+            print(f"openfer: summary of {len(rows)} tracked face(s) written to {args.summary}",
+                  file=sys.stderr)
+    errors = len(stats["errors"])
+    print(f"openfer: {stats['inputs']} input(s), {stats['read']} image(s) and "
+          f"{stats['frames']} video frame(s) read, {stats['faces']} face(s), {errors} "
+          f"unreadable", file=sys.stderr)
+    if stats["read"] + stats["frames"] == 0:
+        return 1
+    return 1 if args.strict and errors else 0
+
+
+def _predict_all(recognizer: Recognizer, args, emit, stats, annotated) -> None:
     if args.camera is not None:
         stats["inputs"] += 1
         _run_video(recognizer, args.camera, args, emit, stats, annotated)
@@ -133,13 +162,6 @@ def run_predict(args, device: str) -> int:
                 bar.update()
     if bar:
         bar.close()
-    errors = len(stats["errors"])
-    print(f"openfer: {stats['inputs']} input(s), {stats['read']} image(s) and "
-          f"{stats['frames']} video frame(s) read, {stats['faces']} face(s), {errors} "
-          f"unreadable", file=sys.stderr)
-    if stats["read"] + stats["frames"] == 0:
-        return 1
-    return 1 if args.strict and errors else 0
 
 
 def _empty_folders(paths, inputs: list[Path], recursive: bool) -> list[str]:
