@@ -75,3 +75,21 @@ def test_predict_writes_the_summary_of_a_real_video_as_csv_and_json(fer2013_csv,
 def test_a_summary_path_in_a_missing_folder_is_refused_before_any_work(tmp_path, capsys):
     assert main(["predict", str(tmp_path), "--summary", str(tmp_path / "no" / "s.csv")]) != 0
     assert "its folder does not exist" in capsys.readouterr().err
+
+
+def test_a_stream_stopped_with_ctrl_c_keeps_its_summary(tmp_path, monkeypatch, capsys):
+    from openfer.infer import Recognizer
+
+    def camera(self, source, **options):
+        for i in range(3):
+            result = frame(i, (0, "neutral", 0.0))
+            yield (result, np.zeros((20, 20, 3), np.uint8)) if options.get("with_frames") \
+                else result
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Recognizer, "predict_video", camera)
+    assert main(["predict", "--camera", "0", "--detector", "haar", "--summary",
+                 str(tmp_path / "s.json")]) == 130
+    rows = json.loads((tmp_path / "s.json").read_text())
+    assert [(r["track_id"], r["frames"], r["label"]) for r in rows] == [(0, 3, "neutral")]
+    assert "interrupted" in capsys.readouterr().err
