@@ -15,7 +15,8 @@ from .errors import OpenferError
 #: ``openfer.data.DATASETS``' names, spelled here so that parsing the command line needs no
 #: torch (a test checks that the two agree).
 DATASET_NAMES = ("fer2013", "ferplus", "folder", "rafdb", "affectnet", "affectnet7", "affwild2",
-                 "ckplus", "ckplus_fmpn", "mmi", "mmi_fmpn", "jaffe", "ferg", "expw", "sfew")
+                 "ckplus", "ckplus_fmpn", "mmi", "mmi_fmpn", "jaffe", "ferg", "expw", "sfew",
+                 "rafdb_compound")
 
 EXAMPLES = {
     "train": """examples:

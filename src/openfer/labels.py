@@ -22,7 +22,9 @@ from typing import Iterable, Mapping, Sequence
 
 
 class Emotion(str, Enum):
-    """The canonical expression categories: Ekman's six basic emotions, neutral and contempt."""
+    """The canonical expression categories: Ekman's six basic emotions, neutral and contempt,
+    and the 11 compound expressions of RAF-DB's compound subset (Du, Tao & Martinez's compound
+    categories as RAF-DB labels them: "happily surprised" is happiness with surprise)."""
 
     NEUTRAL = "neutral"
     HAPPINESS = "happiness"
@@ -32,6 +34,17 @@ class Emotion(str, Enum):
     DISGUST = "disgust"
     ANGER = "anger"
     CONTEMPT = "contempt"
+    HAPPILY_SURPRISED = "happily surprised"
+    HAPPILY_DISGUSTED = "happily disgusted"
+    SADLY_FEARFUL = "sadly fearful"
+    SADLY_ANGRY = "sadly angry"
+    SADLY_SURPRISED = "sadly surprised"
+    SADLY_DISGUSTED = "sadly disgusted"
+    FEARFULLY_ANGRY = "fearfully angry"
+    FEARFULLY_SURPRISED = "fearfully surprised"
+    ANGRILY_SURPRISED = "angrily surprised"
+    ANGRILY_DISGUSTED = "angrily disgusted"
+    DISGUSTEDLY_SURPRISED = "disgustedly surprised"
 
     def __str__(self) -> str:
         return self.value
@@ -53,6 +66,9 @@ ALIASES: dict[str, Emotion] = {
     "anger": Emotion.ANGER, "angry": Emotion.ANGER, "an": Emotion.ANGER, "ang": Emotion.ANGER,
     "contempt": Emotion.CONTEMPT, "contemptuous": Emotion.CONTEMPT,
 }
+# compound expressions: "happily surprised", "happily_surprised", "Happily-Surprised"
+ALIASES.update({e.value: e for e in list(Emotion)[8:]})
+ALIASES.update({e.value.replace(" ", ""): e for e in list(Emotion)[8:]})
 
 
 def parse_emotion(name: str | Emotion) -> Emotion:
@@ -62,9 +78,9 @@ def parse_emotion(name: str | Emotion) -> Emotion:
     """
     if isinstance(name, Emotion):
         return name
-    key = str(name).strip().lower().replace("-", "").replace("_", "")
+    key = " ".join(str(name).strip().lower().replace("-", "").replace("_", "").split())
     try:
-        return ALIASES[key]
+        return ALIASES.get(key) or ALIASES[key.replace(" ", "")]
     except KeyError:
         accepted = ", ".join(sorted({e.value for e in Emotion}))
         raise ValueError(
@@ -156,6 +172,13 @@ RAFDB = LabelSet(
     native_names=("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral"),
     source="RAF-DB basic EmoLabel/list_patition_label.txt (1-based)")
 
+_COMPOUND = ("Happily Surprised", "Happily Disgusted", "Sadly Fearful", "Sadly Angry",
+             "Sadly Surprised", "Sadly Disgusted", "Fearfully Angry", "Fearfully Surprised",
+             "Angrily Surprised", "Angrily Disgusted", "Disgustedly Surprised")
+RAFDB_COMPOUND = LabelSet(
+    "rafdb_compound", _E(*_COMPOUND), base=1, native_names=_COMPOUND,
+    source="RAF-DB compound EmoLabel/list_patition_label.txt (1-based, 11 classes)")
+
 AFFECTNET = LabelSet(
     "affectnet",
     _E("neutral", "happiness", "sadness", "surprise", "fear", "disgust", "anger", "contempt"),
@@ -224,8 +247,8 @@ FERPLUS = LabelSet(
 EMOTION_GCN_NODES = AFFECTNET7
 
 LABEL_SETS: dict[str, LabelSet] = {ls.name: ls for ls in (
-    FER2013, EXPW, RAFDB, AFFECTNET, AFFECTNET7, AFFWILD2, CKPLUS, CKPLUS_FMPN, MMI, JAFFE, FERG,
-    SFEW, FERPLUS)}
+    FER2013, EXPW, RAFDB, RAFDB_COMPOUND, AFFECTNET, AFFECTNET7, AFFWILD2, CKPLUS, CKPLUS_FMPN,
+    MMI, JAFFE, FERG, SFEW, FERPLUS)}
 
 
 def get_label_set(name: str) -> LabelSet:

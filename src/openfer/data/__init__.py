@@ -92,6 +92,7 @@ DATASETS: dict[str, Callable[..., FaceDataset]] = {
     "ferplus": _reader("ferplus"),
     "folder": _folder,
     "rafdb": _reader("rafdb"),
+    "rafdb_compound": _reader("rafdb", subset="compound"),
     "affectnet": _reader("affectnet"),
     "affectnet7": _reader("affectnet", seven=True),
     "affwild2": _reader("affwild2"),

@@ -1,6 +1,10 @@
-"""RAF-DB basic (Li, Deng & Du, CVPR 2017) in the owners' layout (FORMATS.md section 1).
+"""RAF-DB basic and compound (Li, Deng & Du, CVPR 2017) in the owners' layout (FORMATS.md
+section 1).
 
-``root`` is the ``basic/`` folder (or its parent)::
+``root`` is the ``basic/`` folder (or its parent); for ``subset="compound"`` (the ``rafdb_compound``
+data set) the ``compound/`` folder (or its parent), laid out the same way, with labels 1..11 of
+:data:`openfer.labels.RAFDB_COMPOUND` (1 Happily Surprised ... 11 Disgustedly Surprised; FORMATS.md
+1.5)::
 
     EmoLabel/list_patition_label.txt      "<image_name> <label>", 1..7 in RAF order
                                           (list_partition_label.txt accepted too)
@@ -10,8 +14,9 @@
     Annotation/boundingbox/<stem>_boundingbox.txt   "x_min y_min x_max y_max" when present
     Annotation/manual/<stem>_manu_attri.txt         5 landmark lines, gender, race, age
 
-The split comes from the name prefix (``train_`` 12,271 / ``test_`` 3,068). Labels stay in RAF's
-order (:data:`openfer.labels.RAFDB`, 1 Surprise ... 7 Neutral), mapped by name to any model.
+The split comes from the name prefix (basic: ``train_`` 12,271 / ``test_`` 3,068; compound:
+3,162 / 792, the lines a public split script slices at). Labels stay in RAF's order
+(:data:`openfer.labels.RAFDB`, 1 Surprise ... 7 Neutral), mapped by name to any model.
 Files not in the label file are ignored. With ``attributes=True`` the manual annotations become
 ``dataset.targets`` ``gender`` (0 male, 1 female, 2 unsure), ``race`` (0 Caucasian,
 1 African-American, 2 Asian) and ``age`` (0: 0-3, 1: 4-19, 2: 20-39, 3: 40-69, 4: 70+), -1 where
@@ -25,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataFormatError, OpenferError
-from ..labels import RAFDB
+from ..labels import RAFDB, RAFDB_COMPOUND, LabelSet
 from .dataset import ImageFileDataset
 from .text import read_text
 
@@ -34,16 +39,20 @@ ATTRIBUTES = ("gender", "race", "age")
 ATTRIBUTE_RANGES = {"gender": 3, "race": 3, "age": 5}
 
 
-def find_root(root: Path) -> Path:
-    for candidate in (root, root / "basic"):
+SUBSETS = {"basic": RAFDB, "compound": RAFDB_COMPOUND}
+
+
+def find_root(root: Path, subset: str = "basic") -> Path:
+    for candidate in (root, root / subset):
         if any((candidate / "EmoLabel" / name).is_file() for name in LABEL_FILES):
             return candidate
     raise OpenferError(f"no RAF-DB label file under {root}: expected "
-                       "basic/EmoLabel/list_patition_label.txt (the owners' spelling)")
+                       f"{subset}/EmoLabel/list_patition_label.txt (the owners' spelling)")
 
 
-def read_labels(path: Path) -> list[tuple[str, int, int]]:
-    """``(image_name, label, line)`` for every line of a RAF-DB label file."""
+def read_labels(path: Path, label_set: LabelSet = RAFDB) -> list[tuple[str, int, int]]:
+    """``(image_name, label, line)`` for every line of a RAF-DB (basic or compound) label
+    file."""
     rows = []
     for number, raw in enumerate(read_text(path).splitlines(), 1):
         line = raw.strip()
@@ -54,10 +63,12 @@ def read_labels(path: Path) -> list[tuple[str, int, int]]:
             raise DataFormatError(path, f"expected '<image_name> <label>', found {line[:60]!r}",
                                   line=number)
         name, label = parts
-        if not label.isdigit() or int(label) not in RAFDB.codes:
-            raise DataFormatError(path, f"label {label!r} is not a RAF-DB basic code; expected "
-                                  "1..7 (1 Surprise, 2 Fear, 3 Disgust, 4 Happiness, 5 Sadness, "
-                                  "6 Anger, 7 Neutral)", line=number, field="label")
+        if not label.isdigit() or int(label) not in label_set.codes:
+            subset = "compound" if label_set is RAFDB_COMPOUND else "basic"
+            codes = ", ".join(f"{c} {label_set.name_of(c)}" for c in label_set.codes)
+            raise DataFormatError(path, f"label {label!r} is not a RAF-DB {subset} code; "
+                                  f"expected {label_set.base}..{label_set.codes[-1]} ({codes})",
+                                  line=number, field="label")
         if not (name.startswith("train_") or name.startswith("test_")):
             raise DataFormatError(path, f"image name {name!r} starts with neither train_ nor "
                                   "test_", line=number)
@@ -93,15 +104,19 @@ def _aligned_dir(root: Path) -> Path:
 
 
 def load(root, split: str, *, image_size, channels, images: str = "aligned",
-         attributes: bool = False, **_unused) -> ImageFileDataset:
-    root = find_root(Path(root))
+         attributes: bool = False, subset: str = "basic", **_unused) -> ImageFileDataset:
+    if subset not in SUBSETS:
+        raise OpenferError(f"RAF-DB subset must be basic or compound, not {subset!r}")
+    label_set = SUBSETS[subset]
+    root = find_root(Path(root), subset)
     label_file = next(root / "EmoLabel" / n for n in LABEL_FILES
                       if (root / "EmoLabel" / n).is_file())
     split = {"training": "train", "val": "test", "validation": "test"}.get(split.lower(),
                                                                           split.lower())
     if split not in ("train", "test", "all"):
         raise OpenferError(f"unknown RAF-DB split {split!r}; use train, test or all")
-    rows = [r for r in read_labels(label_file) if split == "all" or r[0].startswith(split + "_")]
+    rows = [r for r in read_labels(label_file, label_set)
+            if split == "all" or r[0].startswith(split + "_")]
     paths, labels, regions = [], [], []
     for name, label, number in rows:
         stem = Path(name).stem
@@ -118,12 +133,13 @@ def load(root, split: str, *, image_size, channels, images: str = "aligned",
             raise DataFormatError(label_file, f"image {path} listed here does not exist",
                                   line=number)
         paths.append(path)
-        labels.append(label - RAFDB.base)
+        labels.append(label - label_set.base)
         regions.append(region)
-    dataset = ImageFileDataset(paths, np.asarray(labels), RAFDB.emotions, image_size=image_size,
-                               channels=channels, regions=regions if images == "original" else None,
-                               name=f"rafdb:{split}", label_set=RAFDB,
-                               native_labels=np.asarray(labels) + RAFDB.base)
+    dataset = ImageFileDataset(paths, np.asarray(labels), label_set.emotions,
+                               image_size=image_size, channels=channels,
+                               regions=regions if images == "original" else None,
+                               name=f"{label_set.name}:{split}", label_set=label_set,
+                               native_labels=np.asarray(labels) + label_set.base)
     if attributes:
         values = {a: np.full(len(rows), -1, np.int64) for a in ATTRIBUTES}
         for i, (name, _, _) in enumerate(rows):

@@ -34,21 +34,37 @@ def step_seed(seed: int, step: int, rank: int) -> int:
 
 def _start_from(model: torch.nn.Module, init: str, recipe: dict) -> None:
     """Fine-tuning: copy the weights of ``model.init`` (a weight file or shipped name) into the
-    recipe's freshly built model, which must be the same architecture with the same classes."""
+    recipe's freshly built model, which must be the same architecture. With other classes (RAF-DB
+    compound's 11 from the default's 7) every weight but the classifier's is copied, and the
+    classifier starts afresh: the layers whose first dimension is the class count."""
     from ..models.registry import load_model
 
     try:
         source = load_model(init)
     except OpenferError as exc:
         raise RecipeError(f"recipe {recipe['name']}: model.init: {exc}") from None
-    if source.meta.architecture != model.meta.architecture or \
-            tuple(source.meta.classes) != tuple(model.meta.classes):
+    if source.meta.architecture != model.meta.architecture:
         raise RecipeError(
-            f"recipe {recipe['name']}: model.init {init!r} is {source.meta.architecture} with "
-            f"classes {list(source.meta.classes)}; model.name builds "
-            f"{model.meta.architecture} with {list(model.meta.classes)}: start from weights of "
-            "the same architecture and classes")
-    model.load_state_dict(source.state_dict())
+            f"recipe {recipe['name']}: model.init {init!r} is {source.meta.architecture}; "
+            f"model.name builds {model.meta.architecture}: start from weights of the same "
+            "architecture")
+    state, own = source.state_dict(), model.state_dict()
+    if tuple(source.meta.classes) != tuple(model.meta.classes):
+        k_source, k_model = len(source.meta.classes), len(model.meta.classes)
+        head = {key for key, value in state.items()
+                if value.ndim and value.shape[0] == k_source and own[key].shape[0] == k_model}
+        clash = [key for key in state if key not in head and state[key].shape != own[key].shape]
+        if not head or clash or k_source == k_model:
+            raise RecipeError(
+                f"recipe {recipe['name']}: model.init {init!r} has classes "
+                f"{list(source.meta.classes)}; the model has {list(model.meta.classes)}, and "
+                "its classifier cannot be told apart from the rest: give model.args.classes "
+                "the same classes, or no model.init")
+        state = {key: value for key, value in state.items() if key not in head}
+        missing = model.load_state_dict(state, strict=False).missing_keys
+        assert set(missing) == head, missing
+        return
+    model.load_state_dict(state)
 
 
 class ClassificationTask(L.LightningModule):
