@@ -144,12 +144,28 @@ def test_a_multitask_model_answers_with_its_heads(tmp_path, group6):
     with Server(_config(model=str(path))) as s:
         response = httpx.post(f"{s.url}/v1/predict", timeout=60,
                               files={"file": ("group6.jpg", group6, "image/jpeg")})
-    assert response.status_code == 200, response.text
-    records = response.json()["records"]
-    assert len(records) == 6
-    for record in records:
-        assert isinstance(record["valence"], float) and isinstance(record["arousal"], float)
-        assert record["age"] in record["age_scores"] and len(record["age_scores"]) == 5
+        assert response.status_code == 200, response.text
+        records = response.json()["records"]
+        assert len(records) == 6
+        for record in records:
+            assert isinstance(record["valence"], float) and isinstance(record["arousal"], float)
+            assert record["age"] in record["age_scores"] and len(record["age_scores"]) == 5
+        if shutil.which("chromium") and shutil.which("chromedriver"):   # and the page shows them
+            from selenium.webdriver.common.by import By
+            from selenium.webdriver.support.ui import WebDriverWait
+
+            driver = _browser()
+            try:
+                driver.get(s.url + "/")
+                WebDriverWait(driver, 30).until(
+                    lambda d: "multitask" in d.find_element(By.ID, "status").text)
+                driver.find_element(By.ID, "file").send_keys(str(GROUP6))
+                WebDriverWait(driver, 60).until(
+                    lambda d: len(d.find_elements(By.CSS_SELECTOR, "li.face .heads")) == 6)
+                line = driver.find_element(By.CSS_SELECTOR, "li.face .heads").text
+                assert line.startswith("valence ") and " · arousal " in line and " · age " in line
+            finally:
+                driver.quit()
 
 
 def test_multipart_upload_finds_the_six_faces_in_predict_json_records(server, group6):
