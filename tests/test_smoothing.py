@@ -5,7 +5,9 @@ import math
 
 import numpy as np
 import pytest
+from PIL import Image
 
+import openfer
 from conftest import SHARED
 from helpers.held_faces import write_held_faces_video
 from openfer.cli import main
@@ -149,3 +151,78 @@ def test_predict_cli_smooth_option(held_faces_video, capsys):
     rec = Recognizer("default", detector="yunet", detector_options={"weights": YUNET})
     with pytest.raises(OpenferError, match="smooth needs track=True"):
         next(rec.predict_video(held_faces_video, smooth=0.3, track=False))
+
+
+# -- offline: evaluation on data sets of video frames ----------------------------------------------
+def test_sequences_are_smoothed_per_video_in_frame_order_whatever_the_sample_order():
+    from openfer.smoothing import smooth_sequences
+
+    probs = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    videos = np.array([0, 0, 0, 1, 1])
+    frames = np.array([1, 2, 4, 1, 2])
+    out = smooth_sequences(probs, videos, frames, seconds=0.1, fps=10)
+    w1, w2 = 1 - math.exp(-1), 1 - math.exp(-2)          # one frame = 0.1 s; a gap of two
+    assert np.allclose(out[0], [1, 0]) and np.allclose(out[1], [1 - w1, w1])
+    assert np.allclose(out[2], out[1] + w2 * (probs[2] - out[1]))
+    assert np.allclose(out[3], [0, 1])                    # another video starts afresh
+    shuffle = np.array([4, 2, 0, 3, 1])
+    assert np.allclose(smooth_sequences(probs[shuffle], videos[shuffle], frames[shuffle], 0.1,
+                                        10), out[shuffle])
+
+
+def test_eval_smooth_needs_frames_of_videos(fer2013_subset, capsys):
+    assert main(["eval", "--model", "default", "--dataset", "fer2013", "--root",
+                 str(fer2013_subset), "--split", "PublicTest", "--smooth", "0.3"]) != 0
+    assert "smoothing over time needs faces that are frames of videos" in \
+        capsys.readouterr().err
+
+
+def test_eval_smooths_aff_wild2_frames_over_time(fer2013_csv, tmp_path, capsys):
+    """An Aff-Wild2 tree (cropped_aligned/<video>/00001.jpg, EXPR_Set annotations) of real
+    FER2013 faces held 45 frames each with camera-like jitter: openfer eval --smooth averages
+    each video's scores in frame order at --fps, as a hand-written average does."""
+    from openfer.data import load_dataset
+    from openfer.evaluate import predict_probabilities
+    from openfer.labels import AFFWILD2, FER2013, convert
+
+    from helpers.held_faces import held_face_frames
+
+    faces = load_dataset("fer2013", fer2013_csv, "PublicTest")
+    rows = np.random.default_rng(1).choice(len(faces.labels), 12, replace=False)
+    header = "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise"
+    annotations = tmp_path / "EXPR_Set" / "Validation_Set"
+    annotations.mkdir(parents=True)
+    for v, group in enumerate(np.split(rows, 3)):
+        folder = tmp_path / "cropped_aligned" / f"video{v}"
+        folder.mkdir(parents=True)
+        frames = held_face_frames(faces.images[group, 0].numpy(), 45, seed=v, size=(112, 112),
+                                  side=104)
+        for k, image in enumerate(frames, 1):
+            Image.fromarray(image).convert("RGB").save(folder / f"{k:05d}.jpg", quality=90)
+        codes = [convert(int(faces.labels[r]), FER2013, AFFWILD2) for r in group for _ in
+                 range(45)]
+        (annotations / f"video{v}.txt").write_text(header + "\n" + "\n".join(map(str, codes))
+                                                   + "\n")
+    common = ["eval", "--model", "default", "--dataset", "affwild2", "--root", str(tmp_path),
+              "--split", "val", "--option", "task=expr", "--json"]
+    assert main(common) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main(common + ["--smooth", "0.3", "--fps", "30"]) == 0
+    smoothed = json.loads(capsys.readouterr().out)
+    assert plain["n"] == smoothed["n"] == 540 and "smooth_s" not in plain
+    assert (smoothed["smooth_s"], smoothed["fps"]) == (0.3, 30.0)
+
+    model = openfer.load_model("default")
+    dataset = load_dataset("affwild2", tmp_path, "val", task="expr", image_size=(48, 48),
+                           channels=1)
+    probs = predict_probabilities(model, dataset)
+    expected, average = [], None
+    for i, path in enumerate(dataset.paths):              # the tree's order: video, frame
+        if path.stem == "00001":
+            average = probs[i]
+        else:
+            average = average + (1 - math.exp(-1 / 30 / 0.3)) * (probs[i] - average)
+        expected.append(average.argmax())
+    truth = [model.meta.classes.index(dataset.classes[y].value) for y in dataset.labels]
+    assert smoothed["accuracy"] == pytest.approx(np.mean(np.array(expected) == truth), abs=1e-9)
+    assert plain["accuracy"] == pytest.approx(np.mean(probs.argmax(1) == truth), abs=1e-9)

@@ -163,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
                                "difference: the accuracy gap with its 95 %% interval and "
                                "McNemar's p (is the gap more than chance?)")
     _add_tta(evaluate)
+    evaluate.add_argument("--smooth", type=_seconds, default=0.0, metavar="SECONDS",
+                          help="frames of videos (Aff-Wild2): average each video's scores over "
+                               "time with this time constant before scoring (default 0: per "
+                               "frame)")
+    evaluate.add_argument("--fps", type=float, default=30.0,
+                          help="the videos' frame rate for --smooth (default 30, Aff-Wild2's)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES,
                           help="arithmetic of the class scores: fp32 (default: the model as "
@@ -445,7 +451,7 @@ def cmd_eval(args) -> int:
             channels=other.meta.channels, classes=classes, **options)
     report = evaluate(model, dataset, batch_size=args.batch_size, device=device,
                       tta=args.tta, precision=args.precision, compare_with=other,
-                      compare_dataset=faces)
+                      compare_dataset=faces, smooth=args.smooth, fps=args.fps)
     report["split"] = args.split
     report["model_file"] = args.model[0] if len(args.model) == 1 else args.model
     if args.compare:

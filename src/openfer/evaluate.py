@@ -138,7 +138,8 @@ def class_logits(output) -> torch.Tensor:
 def evaluate(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 256,
              device: str | torch.device = "cpu", tta: bool | str | None = None,
              precision: str = "fp32", compare_with: torch.nn.Module | None = None,
-             compare_dataset: FaceDataset | None = None) -> dict:
+             compare_dataset: FaceDataset | None = None, smooth: float = 0.0,
+             fps: float = 30.0) -> dict:
     """Metrics of ``model`` on ``dataset`` (see :func:`openfer.metrics.classification_report`).
 
     A multi-task model's extra heads are reported under ``heads`` (:func:`head_reports`). The
@@ -153,17 +154,26 @@ def evaluate(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 
     ``comparison`` pairs the two face by face (:func:`openfer.metrics.paired_comparison`: the
     accuracy gap, its 95 % interval, McNemar's p). ``compare_dataset``: those faces prepared
     for the second model's input, where its size or channels differ.
+
+    ``smooth`` > 0, for a data set of video frames (Aff-Wild2): each video's probabilities are
+    averaged over time, frame by frame at ``fps``, with that time constant in seconds
+    (:func:`openfer.smoothing.smooth_sequences`) before they are scored; reported as
+    ``smooth_s`` and ``fps``.
     """
     dataset = getattr(dataset, "dataset", dataset)        # a training wrapper's data set
     mode = tta_mode(tta)
+    smoothed = _smoother(dataset, smooth, fps)
     classes, y_true, probs, precision = _scored(model, dataset, batch_size, device, mode,
                                                 precision)
+    probs = smoothed(probs)
     y_pred = probs.argmax(1)
     report = classification_report(y_true, y_pred, classes)
     report["dataset"] = dataset.name
     report["model"] = model.meta.architecture
     report["tta"], report["tta_flip"] = mode, mode is not None
     report["precision"] = precision
+    if smooth:
+        report["smooth_s"], report["fps"] = float(smooth), float(fps)
     heads = head_reports(model, dataset, batch_size=batch_size, device=device)
     if heads:
         report["heads"] = heads
@@ -175,9 +185,24 @@ def evaluate(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 
                                f"{len(faces)} for the second; both must score the same faces")
         _, other_true, other_probs, _ = _scored(compare_with, faces, batch_size, device, mode,
                                                 precision)
+        other_probs = smoothed(other_probs)
         report["comparison"] = paired_comparison(y_pred == y_true,
                                                  other_probs.argmax(1) == other_true)
     return report
+
+
+def _smoother(dataset: FaceDataset, smooth: float, fps: float):
+    """The function that smooths a data set's probabilities over time (or leaves them)."""
+    if not smooth:
+        return lambda probs: probs
+    from .smoothing import frame_sequences, smooth_sequences
+
+    videos, frames = frame_sequences(dataset)
+    try:
+        smooth_sequences(np.zeros((1, 1)), videos[:1], frames[:1], smooth, fps)   # checks
+    except ValueError as exc:
+        raise OpenferError(str(exc)) from None
+    return lambda probs: smooth_sequences(probs, videos, frames, smooth, fps)
 
 
 def _scored(model, dataset, batch_size, device, mode, precision):

@@ -362,9 +362,9 @@ class Recognizer:
         tracking). ``smooth`` > 0 averages each track's probabilities over time with that time
         constant in seconds (:class:`openfer.smoothing.TrackSmoother`; the frame's own scores
         stay in ``extras["frame_scores"]``): time is the frame's position in a file, the clock
-        for a camera (or a file that gives no frame rate). Unreadable sources raise :class:`OpenferError`. ``with_frames=True``
-        yields ``(result, rgb_frame)`` pairs (for drawing). ``self.last_fps`` holds the
-        source's rate.
+        for a camera (or a file that gives no frame rate). Unreadable sources raise
+        :class:`OpenferError`. ``with_frames=True`` yields ``(result, rgb_frame)`` pairs (for
+        drawing). ``self.last_fps`` holds the source's rate.
         """
         import time
 

@@ -17,7 +17,9 @@ and ``tau`` (``seconds``) the time constant: a change of expression is 63 % thro
 scores stay a probability distribution (a convex combination of distributions).
 
 None of the five papers smooths over time (they classify still images or, for Aff-Wild2, single
-frames); this is openfer's addition for video, off unless asked for.
+frames); this is openfer's addition for video, off unless asked for. :func:`smooth_sequences` does
+the same offline for evaluation on data sets of video frames (``openfer eval --smooth``; ABAW
+entries commonly smooth their per-frame predictions this way).
 """
 
 from __future__ import annotations
@@ -108,3 +110,43 @@ def _replace(face, names: list, average: np.ndarray) -> None:
             head = group[:-len("_scores")]
             if head in face.extras:
                 face.extras[head] = max(scores, key=scores.get)
+
+
+# -- offline: evaluation on data sets of video frames --------------------------------------------
+def frame_sequences(dataset) -> tuple[np.ndarray, np.ndarray]:
+    """``(video, frame)`` of every sample of a data set of video frames stored one file a frame
+    (``<video>/<frame number>.<ext>``, as Aff-Wild2's ``cropped_aligned/<video>/00001.jpg``):
+    a video index per distinct folder, and the frame number from the file name."""
+    from .errors import OpenferError
+
+    paths = getattr(getattr(dataset, "dataset", dataset), "paths", None)
+    bad = next((p for p in paths or () if not p.stem.isdigit()), None)
+    if paths is None or bad is not None:
+        where = f" ({bad} is not)" if bad is not None else ""
+        raise OpenferError(f"{dataset.name}: smoothing over time needs faces that are frames of "
+                           f"videos, one file a frame named by its number (<video>/00001.jpg, "
+                           f"as Aff-Wild2's cropped_aligned){where}")
+    folders: dict = {}
+    videos = np.array([folders.setdefault(p.parent, len(folders)) for p in paths])
+    return videos, np.array([int(p.stem) for p in paths])
+
+
+def smooth_sequences(probs: np.ndarray, videos: np.ndarray, frames: np.ndarray, seconds: float,
+                     fps: float) -> np.ndarray:
+    """``probs`` (N, classes) averaged along each video in frame order, as :class:`TrackSmoother`
+    does on a stream (time constant ``seconds``; frame ``k`` at ``k / fps`` seconds), in the
+    samples' order. A gap in the frame numbers counts as the time it spans."""
+    if not seconds > 0 or not math.isfinite(seconds) or not fps > 0:
+        raise ValueError(f"smoothing needs a positive time constant and frame rate, got "
+                         f"{seconds!r} s at {fps!r} frames/s")
+    out = np.empty_like(probs, dtype=np.float64)
+    order = np.lexsort((frames, videos))
+    previous = None
+    for i in order:
+        if previous is None or videos[previous] != videos[i]:
+            out[i] = probs[i]
+        else:
+            weight = 1.0 - math.exp(-max(frames[i] - frames[previous], 0) / fps / seconds)
+            out[i] = out[previous] + weight * (probs[i] - out[previous])
+        previous = i
+    return out
