@@ -72,6 +72,11 @@ def _rafdb_labels() -> bytes:
         b"test_0001.jpg 3\ntest_0002.jpg 7\n"
 
 
+def _rafdb_compound_labels() -> bytes:
+    return b"".join(f"train_{i:04d}.jpg {1 + i % 11}\n".encode() for i in range(1, 13)) + \
+        b"test_0001.jpg 11\n"
+
+
 def _expw_labels() -> bytes:
     lines = ["afraid_african_214.jpg 0 106 191 296 401 57.73 2",
              "afraid_african_214.jpg 1 38 43 104 109 11.9 6",
@@ -177,6 +182,7 @@ SEEDS = {
     "predict": lambda: [_jpeg(160, 120)],
     "fer2013_csv": lambda: [_fer2013_csv()],
     "rafdb_labels": lambda: [_rafdb_labels()],
+    "rafdb_compound_labels": lambda: [_rafdb_compound_labels()],
     "rafdb_attributes": lambda: [_rafdb_attributes()],
     "expw_labels": lambda: [_expw_labels()],
     "affectnet_csv": lambda: [_affectnet_csv()],
@@ -195,9 +201,10 @@ SEEDS = {
 }
 
 IMAGE_TARGETS = {"image", "image_gray", "upload", "predict"}
-TEXT_TARGETS = {"fer2013_csv", "rafdb_labels", "rafdb_attributes", "expw_labels", "affectnet_csv",
-                "affwild2_expr", "affwild2_va", "recipe", "ckplus_emotion", "fmpn_list",
-                "jaffe_ratings", "ferplus_votes", "ferplus_label_csv", "mmi_index"}
+TEXT_TARGETS = {"fer2013_csv", "rafdb_labels", "rafdb_compound_labels", "rafdb_attributes",
+                "expw_labels", "affectnet_csv", "affwild2_expr", "affwild2_va", "recipe",
+                "ckplus_emotion", "fmpn_list", "jaffe_ratings", "ferplus_votes",
+                "ferplus_label_csv", "mmi_index"}
 
 # -- mutations ---------------------------------------------------------------------------------
 

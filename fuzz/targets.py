@@ -53,6 +53,12 @@ def _rafdb_labels(path: Path):
     return len(read_labels(path))
 
 
+def _rafdb_compound_labels(path: Path):
+    from openfer.data.rafdb import read_labels
+    from openfer.labels import RAFDB_COMPOUND
+    return len(read_labels(path, RAFDB_COMPOUND))
+
+
 def _rafdb_attributes(path: Path):
     from openfer.data.rafdb import read_manual_attributes
     return read_manual_attributes(path)[1]
@@ -136,6 +142,7 @@ TARGETS: dict[str, tuple[str, Callable[[Path], object]]] = {
     "predict": (".jpg", _predict),
     "fer2013_csv": (".csv", _fer2013),
     "rafdb_labels": (".txt", _rafdb_labels),
+    "rafdb_compound_labels": (".txt", _rafdb_compound_labels),
     "rafdb_attributes": (".txt", _rafdb_attributes),
     "expw_labels": (".lst", _expw_labels),
     "affectnet_csv": (".csv", _affectnet),
