@@ -156,10 +156,7 @@ def test_a_multitask_model_answers_with_its_heads(tmp_path, group6):
 
             driver = _browser()
             try:
-                driver.get(s.url + "/")
-                WebDriverWait(driver, 30).until(
-                    lambda d: "multitask" in d.find_element(By.ID, "status").text)
-                driver.find_element(By.ID, "file").send_keys(str(GROUP6))
+                _open_page(driver, s.url, "multitask", GROUP6)
                 WebDriverWait(driver, 60).until(
                     lambda d: len(d.find_elements(By.CSS_SELECTOR, "li.face .heads")) == 6)
                 line = driver.find_element(By.CSS_SELECTOR, "li.face .heads").text
@@ -371,16 +368,25 @@ def _browser(*flags: str):
                             service=webdriver.ChromeService(executable_path=driver_path))
 
 
+def _open_page(driver, url: str, architecture: str, photo=None) -> None:
+    """Load the page, wait until it names the served model, and drop ``photo`` on it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url + "/")
+    WebDriverWait(driver, 30).until(
+        lambda d: architecture in d.find_element(By.ID, "status").text)
+    if photo is not None:
+        driver.find_element(By.ID, "file").send_keys(str(photo))
+
+
 def test_the_page_shows_boxes_labels_and_bars_for_every_face(server, group6):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver = _browser()
     try:
-        driver.get(server.url + "/")
-        WebDriverWait(driver, 30).until(
-            lambda d: "fernet_m" in d.find_element(By.ID, "status").text)
-        driver.find_element(By.ID, "file").send_keys(str(GROUP6))
+        _open_page(driver, server.url, "fernet_m", GROUP6)
         WebDriverWait(driver, 60).until(
             lambda d: d.find_element(By.ID, "canvas").get_attribute("data-boxes") != "0")
         canvas = driver.find_element(By.ID, "canvas")
@@ -426,9 +432,7 @@ def test_the_pages_camera_follows_a_real_face_with_one_id_and_steady_labels(serv
     driver = _browser("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                       f"--use-file-for-fake-video-capture={camera}")
     try:
-        driver.get(server.url + "/")
-        WebDriverWait(driver, 30).until(
-            lambda d: "fernet_m" in d.find_element(By.ID, "status").text)
+        _open_page(driver, server.url, "fernet_m")
         # the average itself: 63 % of a change after one time constant, at any frame rate
         for fps in (10, 20, 50):
             reached = driver.execute_script("""
