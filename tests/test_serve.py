@@ -446,6 +446,16 @@ def test_the_pages_camera_follows_a_real_face_with_one_id_and_steady_labels(serv
                 return [out.scores.b, out.label, out.frame_label, out.track_id];""", fps)
             assert reached[0] == pytest.approx(1 - np.exp(-1), abs=1e-6)
             assert reached[1:] == ["b", "b", 0]
+        heads = driver.execute_script("""
+            tracks = []; nextTrack = 0;
+            const face = (s) => ({box: [0, 0, 50, 50], scores: {a: 1 - s, b: s}, label: "a",
+                                  valence: s, age: s ? "0-3" : "70+",
+                                  age_scores: {"0-3": s, "70+": 1 - s}});
+            follow([face(0)], 0, true);
+            const out = follow([face(1)], 0.3, true)[0];
+            return [out.valence, out.age_scores["0-3"], out.age];""")
+        assert heads[0] == pytest.approx(1 - np.exp(-1), abs=1e-6)       # heads averaged too
+        assert heads[1] == pytest.approx(1 - np.exp(-1), abs=1e-6) and heads[2] == "0-3"
         moved = driver.execute_script("""
             tracks = []; nextTrack = 0;
             const face = (x) => ({box: [x, 0, x + 50, 50], scores: {a: 1, b: 0}});
