@@ -55,8 +55,7 @@ def _rafdb_labels(path: Path):
 
 def _rafdb_compound_labels(path: Path):
     from openfer.data.rafdb import read_labels
-    from openfer.labels import RAFDB_COMPOUND
-    return len(read_labels(path, RAFDB_COMPOUND))
+    return len(read_labels(path, "compound"))
 
 
 def _rafdb_attributes(path: Path):

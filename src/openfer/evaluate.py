@@ -195,13 +195,13 @@ def _smoother(dataset: FaceDataset, smooth: float, fps: float):
     """The function that smooths a data set's probabilities over time (or leaves them)."""
     if not smooth:
         return lambda probs: probs
-    from .smoothing import frame_sequences, smooth_sequences
+    from .smoothing import check_time_constant, frame_sequences, smooth_sequences
 
-    videos, frames = frame_sequences(dataset)
     try:
-        smooth_sequences(np.zeros((1, 1)), videos[:1], frames[:1], smooth, fps)   # checks
+        check_time_constant(smooth, fps)
     except ValueError as exc:
         raise OpenferError(str(exc)) from None
+    videos, frames = frame_sequences(dataset)
     return lambda probs: smooth_sequences(probs, videos, frames, smooth, fps)
 
 

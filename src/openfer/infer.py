@@ -132,9 +132,16 @@ class FaceScorer(torch.nn.Module):
         if not self.head_names:
             return class_logits(self.model(x)).float().softmax(-1)
         logits, heads = logits_and_heads(self.model, x)
-        return torch.cat([logits.float().softmax(-1)] + [
-            heads[name].float().softmax(-1) if categorical else heads[name].float()
-            for name, categorical in zip(self.head_names, self.categorical)], 1)
+        return score_rows(logits, [heads[name] for name in self.head_names], self.categorical)
+
+
+def score_rows(logits: torch.Tensor, heads: Sequence[torch.Tensor],
+               categorical: Sequence[bool]) -> torch.Tensor:
+    """Rows of class probabilities followed by each head's output: a categorical head's
+    probabilities, a regression head's value (what :meth:`Recognizer.face_result` reads)."""
+    return torch.cat([logits.float().softmax(-1)] + [
+        head.float().softmax(-1) if is_categorical else head.float()
+        for head, is_categorical in zip(heads, categorical)], 1)
 
 
 class MeanProbabilities(torch.nn.Module):
@@ -265,12 +272,9 @@ class Recognizer:
 
     def _probabilities(self, x: torch.Tensor) -> np.ndarray:
         if self.backend == "onnx":
-            logits, *heads = self.model.outputs(x.numpy())
-            rows = [torch.from_numpy(logits).float().softmax(-1)] + [
-                torch.from_numpy(out).float().softmax(-1) if classes is not None
-                else torch.from_numpy(out).float()
-                for out, (_, classes) in zip(heads[:len(self.heads)], self.heads)]
-            return torch.cat(rows, 1).numpy()
+            logits, *heads = (torch.from_numpy(out) for out in self.model.outputs(x.numpy()))
+            return score_rows(logits, heads[:len(self.heads)],
+                              [classes is not None for _, classes in self.heads]).numpy()
         with torch.inference_mode():
             return self.model(x.to(self.device)).cpu().numpy()
 

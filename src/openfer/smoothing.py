@@ -29,6 +29,24 @@ import math
 import numpy as np
 
 
+def check_time_constant(seconds: float, fps: float | None = None) -> float:
+    """``seconds`` as a float, if it is a positive, finite time constant (and ``fps``, where
+    given, a positive frame rate); ``ValueError`` saying which is wrong otherwise."""
+    seconds = float(seconds)
+    if not seconds > 0 or not math.isfinite(seconds):
+        raise ValueError(f"the smoothing time constant must be a positive number of seconds, "
+                         f"got {seconds!r}")
+    if fps is not None and not float(fps) > 0:
+        raise ValueError(f"smoothing over frames needs a positive frame rate, got {fps!r} "
+                         "frames/s")
+    return seconds
+
+
+def _weight(elapsed: float, seconds: float) -> float:
+    """How far the average moves towards a new value after ``elapsed`` seconds."""
+    return 1.0 - math.exp(-max(elapsed, 0.0) / seconds)
+
+
 class TrackSmoother:
     """Exponential moving average of each track's scores, with time constant ``seconds``.
 
@@ -43,11 +61,7 @@ class TrackSmoother:
     """
 
     def __init__(self, seconds: float, forget: float | None = None):
-        seconds = float(seconds)
-        if not seconds > 0 or not math.isfinite(seconds):
-            raise ValueError(f"the smoothing time constant must be a positive number of "
-                             f"seconds, got {seconds!r}")
-        self.seconds = seconds
+        self.seconds = seconds = check_time_constant(seconds)
         self.forget = 10 * seconds if forget is None else float(forget)
         # id -> (the names of the averaged values, their average, last time seen)
         self.tracks: dict[int, tuple[list, np.ndarray, float]] = {}
@@ -65,7 +79,7 @@ class TrackSmoother:
             if previous is None or previous[0] != names:
                 average = frame
             else:
-                weight = 1.0 - math.exp(-max(now - previous[2], 0.0) / self.seconds)
+                weight = _weight(now - previous[2], self.seconds)
                 average = previous[1] + weight * (frame - previous[1])
             self.tracks[face.track_id] = (names, average, now)
             _replace(face, names, average)
@@ -136,9 +150,7 @@ def smooth_sequences(probs: np.ndarray, videos: np.ndarray, frames: np.ndarray, 
     """``probs`` (N, classes) averaged along each video in frame order, as :class:`TrackSmoother`
     does on a stream (time constant ``seconds``; frame ``k`` at ``k / fps`` seconds), in the
     samples' order. A gap in the frame numbers counts as the time it spans."""
-    if not seconds > 0 or not math.isfinite(seconds) or not fps > 0:
-        raise ValueError(f"smoothing needs a positive time constant and frame rate, got "
-                         f"{seconds!r} s at {fps!r} frames/s")
+    check_time_constant(seconds, fps)
     out = np.empty_like(probs, dtype=np.float64)
     order = np.lexsort((frames, videos))
     previous = None
@@ -146,7 +158,7 @@ def smooth_sequences(probs: np.ndarray, videos: np.ndarray, frames: np.ndarray, 
         if previous is None or videos[previous] != videos[i]:
             out[i] = probs[i]
         else:
-            weight = 1.0 - math.exp(-max(frames[i] - frames[previous], 0) / fps / seconds)
+            weight = _weight((frames[i] - frames[previous]) / fps, seconds)
             out[i] = out[previous] + weight * (probs[i] - out[previous])
         previous = i
     return out

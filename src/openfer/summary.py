@@ -46,7 +46,7 @@ class Summary:
                 continue
             key = (result.source, face.track_id)
             track = self._tracks.setdefault(key, _Track(*key))
-            if track.first_frame is None:
+            if not track.frames:
                 track.first_frame, track.start = result.frame, result.time
             track.last_frame, track.end = result.frame, result.time
             track.frames += 1

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataFormatError, OpenferError
-from ..labels import RAFDB, RAFDB_COMPOUND, LabelSet
+from ..labels import RAFDB, RAFDB_COMPOUND
 from .dataset import ImageFileDataset
 from .text import read_text
 
@@ -50,9 +50,10 @@ def find_root(root: Path, subset: str = "basic") -> Path:
                        f"{subset}/EmoLabel/list_patition_label.txt (the owners' spelling)")
 
 
-def read_labels(path: Path, label_set: LabelSet = RAFDB) -> list[tuple[str, int, int]]:
-    """``(image_name, label, line)`` for every line of a RAF-DB (basic or compound) label
-    file."""
+def read_labels(path: Path, subset: str = "basic") -> list[tuple[str, int, int]]:
+    """``(image_name, label, line)`` for every line of a RAF-DB label file of ``subset`` (basic
+    or compound)."""
+    label_set = SUBSETS[subset]
     rows = []
     for number, raw in enumerate(read_text(path).splitlines(), 1):
         line = raw.strip()
@@ -64,7 +65,6 @@ def read_labels(path: Path, label_set: LabelSet = RAFDB) -> list[tuple[str, int,
                                   line=number)
         name, label = parts
         if not label.isdigit() or int(label) not in label_set.codes:
-            subset = "compound" if label_set is RAFDB_COMPOUND else "basic"
             codes = ", ".join(f"{c} {label_set.name_of(c)}" for c in label_set.codes)
             raise DataFormatError(path, f"label {label!r} is not a RAF-DB {subset} code; "
                                   f"expected {label_set.base}..{label_set.codes[-1]} ({codes})",
@@ -115,7 +115,7 @@ def load(root, split: str, *, image_size, channels, images: str = "aligned",
                                                                           split.lower())
     if split not in ("train", "test", "all"):
         raise OpenferError(f"unknown RAF-DB split {split!r}; use train, test or all")
-    rows = [r for r in read_labels(label_file, label_set)
+    rows = [r for r in read_labels(label_file, subset)
             if split == "all" or r[0].startswith(split + "_")]
     paths, labels, regions = [], [], []
     for name, label, number in rows:
