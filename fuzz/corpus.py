@@ -125,6 +125,14 @@ def _mmi_index() -> bytes:
             b"101,Sessions/101/S001-101.avi,surprise,1,32\n")
 
 
+def _mmi_aus() -> bytes:
+    return (b'<?xml version="1.0" encoding="utf-8"?>\n<ActionUnits>\n'
+            b'  <ActionUnit Number="12"><Marker Frame="3" Type="1" /><Marker Frame="6" Type="2" />'
+            b'<Marker Frame="9" Type="3" /></ActionUnit>\n'
+            b'  <ActionUnit Number="6"><Marker Frame="4" /><Marker Frame="8" /></ActionUnit>\n'
+            b'</ActionUnits>\n')
+
+
 def _ferplus_votes() -> bytes:
     return (b"Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,"
             b"unknown,NF\nTraining,fer0000000.png,4,0,0,1,3,2,0,0,0,0\n"
@@ -191,6 +199,7 @@ SEEDS = {
     "ckplus_emotion": lambda: [_ckplus_emotion()],
     "jaffe_ratings": lambda: [_jaffe_ratings()],
     "mmi_index": lambda: [_mmi_index()],
+    "mmi_aus": lambda: [_mmi_aus()],
     "ferplus_votes": lambda: [_ferplus_votes()],
     "ferplus_label_csv": lambda: [_ferplus_label_csv()],
     "fmpn_labels": lambda: [_fmpn_labels()],
@@ -204,7 +213,7 @@ IMAGE_TARGETS = {"image", "image_gray", "upload", "predict"}
 TEXT_TARGETS = {"fer2013_csv", "rafdb_labels", "rafdb_compound_labels", "rafdb_attributes",
                 "expw_labels", "affectnet_csv", "affwild2_expr", "affwild2_va", "recipe",
                 "ckplus_emotion", "fmpn_list", "jaffe_ratings", "ferplus_votes",
-                "ferplus_label_csv", "mmi_index"}
+                "ferplus_label_csv", "mmi_index", "mmi_aus"}
 
 # -- mutations ---------------------------------------------------------------------------------
 

@@ -93,6 +93,11 @@ def _mmi_index(path: Path):
     return len(read_index(path))
 
 
+def _mmi_aus(path: Path):
+    from openfer.data.mmi_aus import apex_frame, read_apex_spans
+    return apex_frame(read_apex_spans(path), 100)
+
+
 def _jaffe_ratings(path: Path):
     from openfer.data.jaffe import read_ratings
     return len(read_ratings(path))
@@ -150,6 +155,7 @@ TARGETS: dict[str, tuple[str, Callable[[Path], object]]] = {
     "ckplus_emotion": (".txt", _ckplus_emotion),
     "jaffe_ratings": (".csv", _jaffe_ratings),
     "mmi_index": (".csv", _mmi_index),
+    "mmi_aus": ("-oao_aucs.xml", _mmi_aus),
     "ferplus_votes": (".csv", _ferplus_votes),
     "ferplus_label_csv": (".csv", _ferplus_label_csv),
     "fmpn_labels": (".pkl", _fmpn_labels),

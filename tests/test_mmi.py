@@ -11,6 +11,7 @@ import pytest
 
 from openfer.data import load_dataset
 from openfer.data.mmi import apex_frames, frame_name
+from openfer.data.mmi_aus import apex_frame, read_apex_spans
 from openfer.errors import DataFormatError, OpenferError
 from openfer.labels import Emotion
 
@@ -143,6 +144,70 @@ def test_a_short_or_broken_video_is_skipped_and_reported(mmi):
     assert any("S4400.avi" in p and "cannot give" in p for p in data.problems)
     assert any("S4401.avi" in p for p in data.problems)
     assert len(data) == 12
+
+
+TYPED_AUS_XML = """<?xml version="1.0" encoding="utf-8"?>
+<ActionUnits>
+  <ActionUnit Number="6">
+    <Marker Frame="1" Type="0" /><Marker Frame="2" Type="1" /><Marker Frame="5" Type="2" />
+    <Marker Frame="8" Type="3" /><Marker Frame="9" Type="0" />
+  </ActionUnit>
+  <ActionUnit Number="12">
+    <Marker Frame="3" Type="1" /><Marker Frame="6" Type="2" /><Marker Frame="9" Type="3" />
+  </ActionUnit>
+  <ActionUnit Number="25"><Marker Frame="2" Type="1" /></ActionUnit>
+</ActionUnits>
+"""
+
+
+def test_facs_apex_phases_run_from_an_apex_marker_to_the_next_marker(tmp_path):
+    """Frames are 1-based in the file, 0-based here; Type 2 starts the apex phase, which ends
+    before the next marker (or at the video's end); an untyped file spans first..last marker."""
+    typed, untyped = tmp_path / "typed.xml", tmp_path / "untyped.xml"
+    typed.write_text(TYPED_AUS_XML)
+    untyped.write_text(AUS_XML)
+    spans = read_apex_spans(typed)
+    assert spans == {"6": [(4, 6)], "12": [(5, 7)], "25": []}   # AU 25 never reaches its apex
+    assert apex_frame(spans, 12) == 5                  # frames 5-6: both AUs at their apex
+    assert apex_frame({"1": [(2, 3)], "2": [(6, None)]}, 12) == 8   # longest run: 6..11 -> 8
+    assert read_apex_spans(untyped) == {"12": [(2, 5)]}
+    assert apex_frame({"12": [(2, 5)]}, 12) == 3
+    assert apex_frame({"12": [(20, 25)]}, 12) is None  # outside the video: no apex
+
+
+def test_apex_from_aus_centres_the_frames_on_the_facs_apex(mmi):
+    (mmi / "Sessions" / "200" / "S2200-oao_aucs.xml").write_text(TYPED_AUS_XML)
+    (mmi / "Sessions" / "300" / "S3300-oao_aucs.xml").unlink()
+    data = load_dataset("mmi", mmi, apex_from="aus", frames=1)
+    names = sorted(Path(s).name for s in data.sources)
+    assert names == ["S001_100_003.png",      # untyped AU 12 at frames 2..5: middle 3
+                     "S001_101_005.png",      # the index's apex (5) wins
+                     "S002_200_005.png",      # typed file: AUs 6 and 12 both at apex on 5-6
+                     "S003_300_004.png"]      # no FACS file: the middle frame, reported
+    assert [p for p in data.problems if "S3300" in p and "middle frame" in p]
+    assert _frame_number(mmi / "frames" / "S002_200_005.png") == 5
+    with pytest.raises(OpenferError, match="apex_from='peak'.*'middle'.*'aus'"):
+        load_dataset("mmi", mmi, apex_from="peak")
+
+
+@pytest.mark.parametrize("xml, message", [
+    ("<ActionUnits><ActionUnit Number='4'>", "not well-formed XML"),
+    ("<ActionUnits><ActionUnit Number='4'><Marker Frame='x' /></ActionUnit></ActionUnits>",
+     "ActionUnit '4' has Frame='x', not a whole number"),
+    ("<ActionUnits><ActionUnit Number='4'><Marker Frame='0' Type='2' /></ActionUnit>"
+     "</ActionUnits>", "Frame=0; frames are numbered from 1"),
+    ("<ActionUnits><ActionUnit Number='4'><Marker Frame='3' Type='apex' /></ActionUnit>"
+     "</ActionUnits>", "Type='apex', not a whole number"),
+    ('<!DOCTYPE a [<!ENTITY l0 "lollollollol">' + "".join(   # "billion laughs": refused
+        f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10))
+     + ']><ActionUnits><ActionUnit Number="&l9;" /></ActionUnits>', "amplification"),
+])
+def test_a_broken_facs_file_is_an_error_naming_it(mmi, xml, message):
+    (mmi / "Sessions" / "200" / "S2200-oao_aucs.xml").write_text(xml)
+    with pytest.raises(DataFormatError, match=message) as error:
+        load_dataset("mmi", mmi, apex_from="aus")
+    assert "S2200-oao_aucs.xml" in str(error.value)
+    assert len(load_dataset("mmi", mmi)) == 12         # not read unless asked for
 
 
 @pytest.mark.parametrize("row, message", [

@@ -9,14 +9,18 @@ this reader takes an index, written once from the downloaded sessions' metadata:
       label     the sequence's expression: anger, disgust, fear, happiness, sadness or surprise
                 (aliases such as angry or happy accepted); other labels are dropped and counted
       subject   the subject id, e.g. 1 (letters and digits)
-      apex      optional: the apex frame, 0-based; empty: the middle frame
+      apex      optional: the apex frame, 0-based; empty: the middle frame (or, with
+                ``apex_from="aus"``, the FACS file's apex)
 
 MMI's posed sequences run neutral → apex → neutral (onset, apex, offset: unlike CK+, the last
-frame is not the peak), so each sequence gives the ``frames`` (3) frames centred on its apex, by
-default the middle frame: the common rule (FORMATS.md 5.2; papers differ on counts and frames,
-unconfirmed). ``neutral=True`` adds each sequence's first frame, labelled neutral. Classes:
-MMI's six (FMPN's order: anger, disgust, fear, happiness, sadness, surprise), neutral first when
-asked for.
+frame is not the peak), so each sequence gives the ``frames`` (3) frames centred on its apex:
+the index's ``apex`` when given, else by default the middle frame, the common rule (FORMATS.md
+5.2; papers differ on counts and frames, unconfirmed), or with ``apex_from="aus"`` the middle of
+the frames where most action units are at their apex in the FACS file beside the video
+(``<video name>-oao_aucs.xml``, :mod:`openfer.data.mmi_aus`; the middle frame, reported in
+``dataset.problems``, when a video has no such file or it marks no apex). ``neutral=True`` adds
+each sequence's first frame, labelled neutral. Classes: MMI's six (FMPN's order: anger, disgust,
+fear, happiness, sadness, surprise), neutral first when asked for.
 
 The chosen frames are decoded once (OpenCV) and kept as PNG files in ``frames_dir`` (default
 ``<root>/frames``), named as in FMPN's MMI lists: ``S<subject>_<session>_<frame>.png`` with
@@ -32,7 +36,7 @@ Splits: ``all``, or ``train`` / ``test`` of ``fold`` in a subject-independent k-
 to the largest detected face (the videos are 720x576 head-and-shoulders shots).
 
 Tested on index files and short videos written in this layout; MMI itself is not on the
-project's machine. The FACS files beside the videos (``*-oao_aucs.xml``) are not read.
+project's machine (the FACS files in the shape the public MMI extraction scripts read).
 """
 
 from __future__ import annotations
@@ -49,11 +53,13 @@ from ..labels import MMI, Emotion, parse_emotion
 from .dataset import ImageFileDataset
 from .detected import crop_regions
 from .folds import subject_split
+from .mmi_aus import apex_frame, aus_path, read_apex_spans
 from .text import csv_records
 
 INDEX_NAME = "index.csv"
 COUNTS_NAME = "frame_counts.json"
 COLUMNS = ("session", "video", "label", "subject")
+APEX_FROM = ("middle", "aus")
 
 
 def find_index(root: Path) -> Path:
@@ -166,11 +172,30 @@ def _read_counts(path: Path) -> dict:
     return counts if isinstance(counts, dict) else {}
 
 
-def extract(sequence: dict, frames: int, frames_dir: Path, counts: dict
-            ) -> tuple[Path, list[Path]]:
+def choose_apex(sequence: dict, count: int, apex_from: str) -> tuple[int | None, str | None]:
+    """The sequence's apex frame (``None``: the middle frame) and, when ``apex_from="aus"`` could
+    not be followed, why: the index's ``apex`` first, then (``"aus"``) the FACS file beside the
+    video (:mod:`openfer.data.mmi_aus`)."""
+    if sequence["apex"] is not None or apex_from == "middle":
+        return sequence["apex"], None
+    file = aus_path(sequence["video"])
+    if not file.is_file():
+        return None, f"no FACS file {file.name} beside it: the middle frame taken as the apex"
+    apex = apex_frame(read_apex_spans(file), count)
+    if apex is None:
+        return None, (f"{file.name} puts no action unit at its apex within the video's {count} "
+                      "frames: the middle frame taken as the apex")
+    return apex, None
+
+
+def extract(sequence: dict, frames: int, frames_dir: Path, counts: dict,
+            apex_from: str = "middle") -> tuple[Path, list[Path], str | None]:
     """The PNG files of a sequence's first frame and apex frames, decoding the video only when
-    one of them is not in ``frames_dir`` yet."""
-    chosen = (0, *apex_frames(_frame_count(sequence["video"], counts), frames, sequence["apex"]))
+    one of them is not in ``frames_dir`` yet, and why the apex is the middle frame when
+    ``apex_from="aus"`` could not be followed (else ``None``)."""
+    count = _frame_count(sequence["video"], counts)
+    apex, note = choose_apex(sequence, count, apex_from)
+    chosen = (0, *apex_frames(count, frames, apex))
     files = [frames_dir / frame_name(sequence["subject"], sequence["session"], f)
              for f in chosen]
     if not all(f.is_file() for f in files):
@@ -184,17 +209,22 @@ def extract(sequence: dict, frames: int, frames_dir: Path, counts: dict
             if not ok:
                 raise ValueError(f"frame {number} could not be written as PNG")
             atomic_write_bytes(file, png.tobytes())
-    return files[0], files[1:]
+    return files[0], files[1:], note
 
 
 def load(root, split: str = "all", *, image_size, channels, frames: int = 3,
          neutral: bool = False, fold: int | None = None, folds: int = 10,
          fold_lists: str | Path | None = None, frames_dir: str | Path | None = None,
-         crop: str = "none", detector: str = "auto", **_unused) -> ImageFileDataset:
+         apex_from: str = "middle", crop: str = "none", detector: str = "auto",
+         **_unused) -> ImageFileDataset:
     index_path = find_index(Path(root))
     frames = int(frames)
     if frames < 1:
         raise OpenferError(f"MMI option frames={frames}: take at least one apex frame")
+    if apex_from not in APEX_FROM:
+        raise OpenferError(f"MMI option apex_from={apex_from!r}: use 'middle' (the middle frame) "
+                           "or 'aus' (the apex phases in the FACS file beside each video); an "
+                           "index's apex column wins over both")
     out = Path(frames_dir) if frames_dir else index_path.parent / "frames"
     keep = ([Emotion.NEUTRAL] if neutral else []) + list(MMI.emotions)
     paths, labels, subjects, references, problems = [], [], [], [], []
@@ -207,15 +237,19 @@ def load(root, split: str = "all", *, image_size, channels, frames: int = 3,
             dropped["sequences of other classes"] += 1
             continue
         try:
-            first, apex = extract(sequence, frames, out, counts)
+            first, apex, note = extract(sequence, frames, out, counts, apex_from)
         except FileNotFoundError:
             raise DataFormatError(index_path, f"video {sequence['video']} not found",
                                   line=sequence["line"], field="video") from None
+        except DataFormatError:
+            raise                                      # a broken FACS file: name it
         except ValueError as exc:
             dropped["unreadable or too short videos"] += 1
             problems.append(f"{sequence['video']} (index line {sequence['line']}): {exc}; "
                             "skipped")
             continue
+        if note:
+            problems.append(f"{sequence['video']} (index line {sequence['line']}): {note}")
         samples = [(f, sequence["emotion"]) for f in apex]
         if neutral:
             samples.insert(0, (first, Emotion.NEUTRAL))
