@@ -211,6 +211,7 @@ def test_eval_smooths_aff_wild2_frames_over_time(fer2013_csv, tmp_path, capsys):
     smoothed = json.loads(capsys.readouterr().out)
     assert plain["n"] == smoothed["n"] == 540 and "smooth_s" not in plain
     assert (smoothed["smooth_s"], smoothed["fps"]) == (0.3, 30.0)
+    assert smoothed["fps_read_from_videos"] == 0          # no videos/ folder: --fps for all
 
     model = openfer.load_model("default")
     dataset = load_dataset("affwild2", tmp_path, "val", task="expr", image_size=(48, 48),
@@ -226,3 +227,42 @@ def test_eval_smooths_aff_wild2_frames_over_time(fer2013_csv, tmp_path, capsys):
     truth = [model.meta.classes.index(dataset.classes[y].value) for y in dataset.labels]
     assert smoothed["accuracy"] == pytest.approx(np.mean(np.array(expected) == truth), abs=1e-9)
     assert plain["accuracy"] == pytest.approx(np.mean(probs.argmax(1) == truth), abs=1e-9)
+
+
+def test_eval_smooth_reads_each_videos_frame_rate_from_its_file(tmp_path):
+    """Aff-Wild2's videos beside its frames (``videos/batch*/<video>.mp4``; a two-person
+    video's folders ``<video>_left`` / ``_right`` share one file): each video is smoothed at its
+    own rate, the others at ``fps``."""
+    import cv2
+
+    from openfer.data import load_dataset
+    from openfer.evaluate import _smoother
+    from openfer.smoothing import frame_rates
+
+    header = "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise"
+    (tmp_path / "EXPR_Set" / "Validation_Set").mkdir(parents=True)
+    for name in ("video1", "video2_left", "video2_right", "video3"):
+        folder = tmp_path / "cropped_aligned" / name
+        folder.mkdir(parents=True)
+        for k in (1, 2):
+            Image.new("RGB", (112, 112), (90, 90, 90)).save(folder / f"{k:05d}.jpg")
+        (tmp_path / "EXPR_Set" / "Validation_Set" / f"{name}.txt").write_text(
+            header + "\n0\n4\n")
+    for batch, name, rate in (("batch1", "video1", 10), ("batch2", "video2", 25)):
+        (tmp_path / "videos" / batch).mkdir(parents=True)
+        writer = cv2.VideoWriter(str(tmp_path / "videos" / batch / f"{name}.avi"),
+                                 cv2.VideoWriter_fourcc(*"MJPG"), rate, (64, 64))
+        for _ in range(3):
+            writer.write(np.zeros((64, 64, 3), np.uint8))
+        writer.release()
+    dataset = load_dataset("affwild2", tmp_path, "val", task="expr")
+    assert sorted(dataset.video_files) == ["video1", "video2_left", "video2_right"]
+    rates, read = frame_rates(dataset, 30.0)
+    assert read == 3
+    assert dict(zip((p.parent.name for p in dataset.paths), rates)) == {
+        "video1": 10.0, "video2_left": 25.0, "video2_right": 25.0, "video3": 30.0}
+    smooth, read = _smoother(dataset, 0.2, 30.0)
+    probs = np.tile([[1.0, 0.0], [0.0, 1.0]], (4, 1))       # frame 1, frame 2 of each video
+    out = smooth(probs)
+    for i, rate in zip(range(1, 8, 2), (10, 25, 25, 30)):  # one frame later: 1 / rate seconds
+        assert out[i, 1] == pytest.approx(1 - math.exp(-1 / rate / 0.2))

@@ -168,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "time with this time constant before scoring (default 0: per "
                                "frame)")
     evaluate.add_argument("--fps", type=float, default=30.0,
-                          help="the videos' frame rate for --smooth (default 30, Aff-Wild2's)")
+                          help="the videos' frame rate for --smooth where it cannot be read "
+                               "from the video files (Aff-Wild2: videos/ beside "
+                               "cropped_aligned/; default 30, Aff-Wild2's usual rate)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES,
                           help="arithmetic of the class scores: fp32 (default: the model as "

@@ -156,13 +156,15 @@ def evaluate(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 
     for the second model's input, where its size or channels differ.
 
     ``smooth`` > 0, for a data set of video frames (Aff-Wild2): each video's probabilities are
-    averaged over time, frame by frame at ``fps``, with that time constant in seconds
-    (:func:`openfer.smoothing.smooth_sequences`) before they are scored; reported as
-    ``smooth_s`` and ``fps``.
+    averaged over time, frame by frame, with that time constant in seconds
+    (:func:`openfer.smoothing.smooth_sequences`) before they are scored, at each video's own
+    frame rate where the data set has its video file (Aff-Wild2's ``videos/``), else at ``fps``;
+    reported as ``smooth_s``, ``fps`` and ``fps_read_from_videos`` (how many videos' rates were
+    read).
     """
     dataset = getattr(dataset, "dataset", dataset)        # a training wrapper's data set
     mode = tta_mode(tta)
-    smoothed = _smoother(dataset, smooth, fps)
+    smoothed, rates_read = _smoother(dataset, smooth, fps)
     classes, y_true, probs, precision = _scored(model, dataset, batch_size, device, mode,
                                                 precision)
     probs = smoothed(probs)
@@ -174,6 +176,7 @@ def evaluate(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 
     report["precision"] = precision
     if smooth:
         report["smooth_s"], report["fps"] = float(smooth), float(fps)
+        report["fps_read_from_videos"] = rates_read
     heads = head_reports(model, dataset, batch_size=batch_size, device=device)
     if heads:
         report["heads"] = heads
@@ -192,17 +195,19 @@ def evaluate(model: torch.nn.Module, dataset: FaceDataset, *, batch_size: int = 
 
 
 def _smoother(dataset: FaceDataset, smooth: float, fps: float):
-    """The function that smooths a data set's probabilities over time (or leaves them)."""
+    """The function that smooths a data set's probabilities over time (or leaves them), and for
+    how many videos it read the frame rate from the video file (the others: ``fps``)."""
     if not smooth:
-        return lambda probs: probs
-    from .smoothing import check_time_constant, frame_sequences, smooth_sequences
+        return (lambda probs: probs), 0
+    from .smoothing import check_time_constant, frame_rates, frame_sequences, smooth_sequences
 
     try:
         check_time_constant(smooth, fps)
     except ValueError as exc:
         raise OpenferError(str(exc)) from None
     videos, frames = frame_sequences(dataset)
-    return lambda probs: smooth_sequences(probs, videos, frames, smooth, fps)
+    rates, read = frame_rates(dataset, fps)
+    return (lambda probs: smooth_sequences(probs, videos, frames, smooth, rates)), read
 
 
 def _scored(model, dataset, batch_size, device, mode, precision):

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .data.images import pil_to_array, read_image_bounded, to_channels
+from .data.images import is_video, pil_to_array, read_image_bounded, to_channels
 from .data.transforms import normalize, to_input_size, to_model_input
 from .errors import DataFormatError, OpenferError
 from .evaluate import class_logits, head_layout, logits_and_heads
@@ -33,8 +33,6 @@ from .faces.detect import DetectedFace, create_detector
 from .faces.track import IoUTracker
 from .tta import averaged, tta_mode
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg",
-                              ".wmv", ".flv", ".3gp"})
 
 
 @dataclass
@@ -76,10 +74,6 @@ class ImageResult:
                  "label": f.label, "confidence": f.confidence, "scores": f.probabilities,
                  **f.extras}
                 for i, f in enumerate(self.faces)]
-
-
-def is_video(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 def image_to_rgb(image, color: str = "rgb") -> np.ndarray:

@@ -15,7 +15,8 @@ from typing import Iterator
 
 from .errors import OpenferError
 from .faces.detect import detector_options
-from .infer import ImageResult, Recognizer, collect_inputs, is_video
+from .data.images import is_video
+from .infer import ImageResult, Recognizer, collect_inputs
 
 
 class RecordWriter:

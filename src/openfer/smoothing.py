@@ -145,12 +145,45 @@ def frame_sequences(dataset) -> tuple[np.ndarray, np.ndarray]:
     return videos, np.array([int(p.stem) for p in paths])
 
 
+def frame_rates(dataset, default: float) -> tuple[np.ndarray, int]:
+    """Each sample's frame rate, and for how many videos it was read: from the video file the
+    data set names for the sample's folder (``dataset.video_files``, folder name -> file, as
+    the Aff-Wild2 reader finds them in ``videos/``) where OpenCV reads a positive rate from it,
+    else ``default``."""
+    check_time_constant(1.0, default)
+    dataset = getattr(dataset, "dataset", dataset)
+    files = getattr(dataset, "video_files", None) or {}
+    read: dict[str, float | None] = {}
+    rates = np.full(len(dataset.paths), float(default))
+    for i, path in enumerate(dataset.paths):
+        name = path.parent.name
+        if name in files and name not in read:
+            read[name] = _file_frame_rate(files[name])
+        rates[i] = read.get(name) or default
+    return rates, sum(rate is not None for rate in read.values())
+
+
+def _file_frame_rate(path) -> float | None:
+    """The frame rate OpenCV reads from a video file's header; None where it gives none."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    try:
+        rate = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
+    finally:
+        capture.release()
+    return float(rate) if math.isfinite(rate) and 0 < rate < 1000 else None
+
+
 def smooth_sequences(probs: np.ndarray, videos: np.ndarray, frames: np.ndarray, seconds: float,
-                     fps: float) -> np.ndarray:
+                     fps: float | np.ndarray) -> np.ndarray:
     """``probs`` (N, classes) averaged along each video in frame order, as :class:`TrackSmoother`
-    does on a stream (time constant ``seconds``; frame ``k`` at ``k / fps`` seconds), in the
-    samples' order. A gap in the frame numbers counts as the time it spans."""
-    check_time_constant(seconds, fps)
+    does on a stream (time constant ``seconds``; frame ``k`` at ``k / fps`` seconds, ``fps`` one
+    rate or each sample's, :func:`frame_rates`), in the samples' order. A gap in the frame
+    numbers counts as the time it spans."""
+    fps = np.broadcast_to(np.asarray(fps, np.float64), (len(probs),))
+    for rate in np.unique(fps):
+        check_time_constant(seconds, rate)
     out = np.empty_like(probs, dtype=np.float64)
     order = np.lexsort((frames, videos))
     previous = None
@@ -158,7 +191,7 @@ def smooth_sequences(probs: np.ndarray, videos: np.ndarray, frames: np.ndarray, 
         if previous is None or videos[previous] != videos[i]:
             out[i] = probs[i]
         else:
-            weight = _weight((frames[i] - frames[previous]) / fps, seconds)
+            weight = _weight((frames[i] - frames[previous]) / fps[i], seconds)
             out[i] = out[previous] + weight * (probs[i] - out[previous])
         previous = i
     return out

@@ -16,6 +16,10 @@ marker (not annotated) is dropped; any other value outside [-1, 1], NaN or inf i
 without an image (detector gaps) are dropped and counted. Everything is linear in the number
 of frames: each video folder is listed once and frames are matched by number in a dict (the
 original's O(n²) matching is gone).
+
+Where the videos are beside the frames (``videos/``, e.g. ``videos/batch1/<video>.mp4``),
+``dataset.video_files`` maps each frame folder to its video, from which ``openfer eval
+--smooth`` reads each video's frame rate (:func:`openfer.smoothing.frame_rates`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 from ..errors import DataFormatError, OpenferError
 from ..labels import AFFWILD2
 from .dataset import ImageFileDataset
+from .images import is_video
 from .text import read_text
 
 EXPR_DIRS = ("EXPR_Set", "EXPR_Classification_Challenge", "EXPR_Recognition_Challenge")
@@ -126,6 +131,25 @@ def read_annotations(root: str | Path, split: str, task: str = "mtl",
     return out
 
 
+def video_files(videos: Path, names: set[str]) -> dict[str, Path]:
+    """The video file of each frame folder name in ``names`` found under ``videos`` (any depth,
+    e.g. ``videos/batch1/1-30-1280x720.mp4``): the file named as the folder, or without its
+    ``_left`` / ``_right`` (a video with two annotated people, FORMATS.md 3.3). Empty when there
+    is no ``videos`` folder (the videos are not needed for training)."""
+    if not videos.is_dir():
+        return {}
+    by_stem = {}
+    for path in sorted(videos.rglob("*")):
+        if is_video(path) and path.is_file():
+            by_stem.setdefault(path.stem, path)
+    found = {}
+    for name in names:
+        stem = name.removesuffix("_left").removesuffix("_right")
+        if name in by_stem or stem in by_stem:
+            found[name] = by_stem.get(name, by_stem.get(stem))
+    return found
+
+
 def load(root, split: str, *, image_size, channels, task: str = "mtl",
          annotations: str | Path | None = None, check_images: bool = True,
          **_unused) -> ImageFileDataset:
@@ -163,6 +187,7 @@ def load(root, split: str, *, image_size, channels, task: str = "mtl",
                                image_size=image_size, channels=channels,
                                name=f"affwild2:{split}:{task}", label_set=AFFWILD2)
     dataset.dropped.update(dropped)
+    dataset.video_files = video_files(root / "videos", {p.parent.name for p in paths})
     dataset.targets["valence"] = np.asarray(valence)
     dataset.targets["arousal"] = np.asarray(arousal)
     return dataset

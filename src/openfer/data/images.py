@@ -17,6 +17,8 @@ from ..process_state import catching_warnings
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif",
                               ".pgm", ".ppm"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg",
+                              ".wmv", ".flv", ".3gp"})
 
 #: Decoding refuses images above this many pixels (decompression bombs); see :func:`read_image`.
 MAX_PIXELS = 40_000 * 40_000
@@ -24,6 +26,10 @@ MAX_PIXELS = 40_000 * 40_000
 
 def is_image_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS and not Path(path).name.startswith(".")
+
+
+def is_video(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
