@@ -22,6 +22,7 @@ import uvicorn  # noqa: E402
 
 import openfer  # noqa: E402
 from conftest import png_declaring  # noqa: E402
+from openfer.infer import Recognizer  # noqa: E402
 from openfer.model_card import model_card  # noqa: E402
 from openfer.serve import ServeConfig, create_app  # noqa: E402
 
@@ -304,6 +305,92 @@ def test_every_bad_upload_gets_a_clear_json_4xx_and_the_server_survives(server, 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "serve_bad_uploads.txt").write_text(
         "".join(f"{status} {code:16s} {name}\n" for name, status, code in seen))
+
+
+# -- videos -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def held_video(tmp_path_factory, fer2013_csv) -> Path:
+    """Three real FER2013 PublicTest faces, each held 1 s at 15 fps in one place with
+    camera-like jitter, then cut to the next (tests/helpers/held_faces.py): one person whose
+    expression changes twice."""
+    from helpers.held_faces import write_held_faces_video
+    from openfer.data import load_dataset
+
+    faces = load_dataset("fer2013", fer2013_csv, "PublicTest")
+    rows = np.random.default_rng(3).choice(len(faces.labels), 3, replace=False)
+    return write_held_faces_video(tmp_path_factory.mktemp("video") / "held.avi",
+                                  faces.images[rows, 0].numpy(), 15, 15)
+
+
+@pytest.fixture(scope="module")
+def video_server():
+    with Server(_config(max_video_bytes=3_000_000, max_video_frames=30)) as s:
+        yield s
+
+
+def test_a_video_upload_answers_as_predict_video_with_tracks_and_a_summary(video_server,
+                                                                          held_video):
+    """POST /v1/predict/video gives the records `Recognizer.predict_video` gives (the same
+    labels, track ids and smoothed scores, frame by frame) and one summary per person."""
+    from openfer.summary import summarize
+
+    response = httpx.post(f"{video_server.url}/v1/predict/video?every=2&smooth=0.3",
+                          files={"file": ("held.avi", held_video.read_bytes())}, timeout=120)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["video"] == {"file": "held.avi", "width": 320, "height": 240, "fps": 15.0,
+                             "every": 2, "smooth_s": 0.3, "frames_analysed": 23,
+                             "truncated": False}
+    reference = list(Recognizer(detector="yunet", detector_options={"weights": str(YUNET)})
+                     .predict_video(held_video, every=2, smooth=0.3))
+    expected = [r for result in reference for r in result.records()]
+    records = body["records"]
+    assert [(r["frame"], r["time"], r.get("track_id"), r["label"]) for r in records] == \
+        [(r["frame"], r["time"], r.get("track_id"), r["label"]) for r in expected]
+    for got, want in zip(records, expected):
+        if want.get("scores"):
+            assert got["scores"] == pytest.approx(want["scores"], abs=2e-3)
+            assert got["frame_scores"] == pytest.approx(want["frame_scores"], abs=2e-3)
+    assert len({r["track_id"] for r in records if "box" in r}) == 1      # one person
+    summaries = body["summaries"]
+    assert len(summaries) == 1 and summaries[0]["frames"] == sum("box" in r for r in records)
+    assert [s["label"] for s in summaries] == [s["label"] for s in summarize(reference)]
+    stats = httpx.get(f"{video_server.url}/v1/stats").json()
+    assert stats["videos"] >= 1 and stats["video_frames"] >= 23
+
+
+def test_a_long_video_is_cut_at_the_frame_limit_and_says_so(video_server, held_video):
+    body = httpx.post(f"{video_server.url}/v1/predict/video", content=held_video.read_bytes(),
+                      headers={"Content-Type": "video/x-msvideo"}, timeout=120).json()
+    assert body["video"]["frames_analysed"] == 30 and body["video"]["truncated"] is True
+    assert max(r["frame"] for r in body["records"]) == 29
+
+
+def test_every_bad_video_upload_gets_a_clear_json_4xx(video_server, held_video, group6):
+    video = held_video.read_bytes()
+    cases = [
+        ("a photo", {"files": {"file": ("g.jpg", group6)}}, "", 415, "not_a_video",
+         "/v1/predict"),
+        ("text named .mp4", {"files": {"file": ("v.mp4", b"not a video\n" * 50)}}, "", 415,
+         "not_a_video", "MP4/MOV"),
+        ("empty", {"content": b""}, "", 400, "empty", "0 bytes"),
+        ("AVI header, then garbage", {"content": video[:12] + bytes(4000)}, "", 422, "corrupt",
+         "video"),
+        ("over the video byte limit", {"content": video[:12] + bytes(3_100_000)}, "", 413,
+         "too_large", "3,000,000"),
+        ("two files", {"files": [("file", ("a.avi", video)), ("file", ("b.avi", video))]}, "",
+         400, "bad_multipart", "at most 1"),
+        ("every=0", {"content": video}, "?every=0", 400, "invalid_request", "every"),
+        ("negative smooth", {"content": video}, "?smooth=-1", 400, "invalid_request", "smooth"),
+    ]
+    with httpx.Client(base_url=video_server.url, timeout=60) as client:
+        for name, request, query, status, code, words in cases:
+            response = client.post(f"/v1/predict/video{query}", **request)
+            error = response.json()["error"]
+            assert (response.status_code, error["code"]) == (status, code), (name, error)
+            assert words in error["message"], (name, error)
+        assert client.post("/v1/predict", files={"file": ("ok.jpg", group6)}).status_code == 200
 
 
 def test_api_key_guards_the_v1_routes_but_not_health_or_the_page(group6):

@@ -30,6 +30,7 @@ EXAMPLES = {
   openfer serve --host 0.0.0.0 --port 8080 --api-key SECRET --workers 2
   openfer serve --model default --model fernet_s.fer2013   # their ensemble
   curl -F file=@photo.jpg http://127.0.0.1:8000/v1/predict
+  curl -F file=@clip.mp4 "http://127.0.0.1:8000/v1/predict/video?every=5&smooth=0.3"
 """,
     "predict": """examples:
   openfer predict photo.jpg                       # shipped default model, detector auto
@@ -321,6 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-pixels", type=int, default=40_000_000,
                        help="largest declared image size, width x height (default 40,000,000)")
     serve.add_argument("--max-files", type=int, default=16, help="images per request")
+    serve.add_argument("--max-video-mb", type=float, default=100.0,
+                       help="largest video upload in MB (/v1/predict/video; default 100)")
+    serve.add_argument("--max-video-frames", type=int, default=9000,
+                       help="frames analysed of one video; the answer says when more were "
+                            "left (default 9000: 5 minutes at 30 frames/s)")
+    serve.add_argument("--video-jobs", type=int, default=1,
+                       help="videos analysed at once; later ones wait (default 1)")
     serve.add_argument("--max-queue", type=int, default=256,
                        help="requests in progress before answering 503 (default 256)")
     serve.add_argument("--max-batch", type=int, default=64,
@@ -636,6 +644,8 @@ def cmd_serve(args) -> int:
         backend=args.backend,
         precision=args.precision, tta=args.tta, device=resolve_device(args.device),
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_video_bytes=int(args.max_video_mb * 1024 * 1024),
+        max_video_frames=args.max_video_frames, video_jobs=args.video_jobs,
         max_pixels=args.max_pixels, max_files=args.max_files, max_queue=args.max_queue,
         max_batch=args.max_batch, batch_window_ms=args.batch_window_ms,
         detect_threads=args.detect_threads,

@@ -16,7 +16,6 @@ result carries ``error`` instead.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -30,7 +29,6 @@ from .errors import DataFormatError, OpenferError
 from .evaluate import class_logits, head_layout, logits_and_heads
 from .faces.align import BOX_ALIGNMENT, align_face
 from .faces.detect import DetectedFace, create_detector
-from .faces.track import IoUTracker
 from .tta import averaged, tta_mode
 
 
@@ -364,57 +362,17 @@ class Recognizer:
         :class:`OpenferError`. ``with_frames=True`` yields ``(result, rgb_frame)`` pairs (for
         drawing). ``self.last_fps`` holds the source's rate.
         """
-        import time
+        from .video import VideoTracks, open_video, read_frames
 
-        import cv2
-
-        from .smoothing import TrackSmoother
-
-        if smooth and not track:
-            raise OpenferError("smoothing follows faces along their tracks: smooth needs "
-                               "track=True")
+        capture, name, fps = open_video(source)
         try:
-            smoother = TrackSmoother(smooth) if smooth else None
-        except ValueError as exc:
-            raise OpenferError(str(exc)) from None
-
-        with contextlib.suppress(AttributeError):       # OpenCV's own warnings: ours say more
-            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-        capture = cv2.VideoCapture(int(source) if isinstance(source, int) else str(source))
-        name = f"camera:{source}" if isinstance(source, int) else str(source)
-        if not capture.isOpened():
-            raise OpenferError(f"{name}: cannot open the video (unreadable file, unsupported "
-                               "codec, or no such camera)")
-        fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
-        self.last_fps = fps
-        tracker = IoUTracker() if track else None
-        every = max(1, int(every))
-
-        def frames():
-            index = processed = 0
-            while max_frames is None or processed < max_frames:
-                ok, frame = capture.read()
-                if not ok:
-                    return
-                if index % every == 0:
-                    processed += 1
-                    yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-                index += 1
-
-        try:
+            tracks = VideoTracks(name, fps, track=track, smooth=smooth,
+                                 camera=isinstance(source, int))
+            self.last_fps = fps
             decoded = 0
-            for index, rgb in frames():
+            for index, rgb in read_frames(capture, every, max_frames):
                 decoded += 1
-                result = next(self.iter_predict([rgb]))
-                result.source, result.frame = name, index
-                result.time = round(index / fps, 3) if fps > 0 else None
-                if tracker is not None:
-                    ids = tracker.update([f.box for f in result.faces])
-                    for face, track_id in zip(result.faces, ids):
-                        face.track_id = track_id
-                if smoother is not None:
-                    camera = isinstance(source, int) or fps <= 0
-                    smoother.update(result, time.monotonic() if camera else index / fps)
+                result = tracks.place(next(self.iter_predict([rgb])), index)
                 yield (result, rgb) if with_frames else result
             if decoded == 0:
                 raise OpenferError(f"{name}: no frame could be decoded (empty or corrupt video)")

@@ -5,6 +5,9 @@ Routes::
     GET  /             the web page: drop a photo or turn on the camera
     POST /v1/predict   multipart upload (one or several files, any field name) or raw image
                        bytes; ``?detect=false`` treats each image as one pre-cropped face
+    POST /v1/predict/video  one video (multipart or raw bytes); ``?every=N`` analyses every
+                       N-th frame, ``?smooth=SECONDS`` averages scores along each face's track;
+                       per-frame records with track ids, and one summary per person
     GET  /v1/models    the model's metadata (classes, input, metrics, training data, license)
     GET  /v1/models/card  its model card (Markdown; :mod:`openfer.model_card`)
     GET  /v1/stats     requests, batches, mean batch size
@@ -40,9 +43,10 @@ from fastapi import Request
 from ..faces.detect import detector_options
 from ..infer import ImageResult, Recognizer
 from .batcher import MicroBatcher
-from .uploads import UploadError, decode_upload
+from .uploads import UploadError, check_video_upload, decode_upload
 
 API_KEY_ENV = "OPENFER_API_KEY"
+VIDEO_ROUTE = "/v1/predict/video"
 
 
 @dataclass
@@ -58,6 +62,9 @@ class ServeConfig:
     tta: str | None = None                        # test-time augmentation: flip or shifts
     device: str = "cpu"
     max_upload_bytes: int = 10 * 1024 * 1024      # one request body
+    max_video_bytes: int = 100 * 1024 * 1024      # one video upload (/v1/predict/video)
+    max_video_frames: int = 9000                  # frames analysed of one video
+    video_jobs: int = 1                           # videos analysed at once (others wait)
     max_pixels: int = 40_000_000                  # declared width x height of one image
     max_side: int = 4096                          # larger images are decoded downscaled
     max_files: int = 16                           # images in one request
@@ -87,17 +94,22 @@ class BodyLimit:
     """ASGI middleware: a request body over ``limit`` bytes is refused with 413, whether its
     ``Content-Length`` says so up front or a chunked body grows past it while being read."""
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+    def __init__(self, app, limit: int, paths: dict[str, int] | None = None):
+        self.app, self.limit, self.paths = app, limit, paths or {}
+
+    def limit_of(self, path: str) -> int:
+        """The body limit of a route: its own (``paths``), else the common one."""
+        return self.paths.get(path, self.limit)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.limit_of(scope.get("path", ""))
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+        if declared is not None and declared.isdigit() and int(declared) > limit:
             return await _send_json(send, UploadError(
                 413, "too_large", f"the request body is {int(declared):,} bytes, more than the "
-                f"limit of {self.limit:,}; send a smaller image or fewer files").body(), 413)
+                f"limit of {limit:,}; send a smaller file or fewer files").body(), 413)
         seen = 0
 
         async def limited():
@@ -105,7 +117,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     raise BodyTooLarge()
             return message
 
@@ -151,7 +163,7 @@ def create_app(config: ServeConfig | None = None):
 
     config = config or ServeConfig()
     state: dict[str, Any] = {"in_flight": 0, "requests": 0, "faces": 0, "rejected": 0,
-                             "started": time.time()}
+                             "videos": 0, "video_frames": 0, "started": time.time()}
 
     @asynccontextmanager
     async def lifespan(app):
@@ -168,12 +180,14 @@ def create_app(config: ServeConfig | None = None):
                                window_ms=config.batch_window_ms)
         await batcher.start()
         state["batcher"] = batcher
+        state["video_slots"] = asyncio.Semaphore(max(1, config.video_jobs))
         yield
         await batcher.stop()
 
     app = FastAPI(title="openfer", version=_version(), lifespan=lifespan,
                   summary="Facial expression recognition: photos in, faces and expressions out")
-    app.add_middleware(BodyLimit, limit=config.max_upload_bytes)
+    limits = BodyLimit(None, config.max_upload_bytes, {VIDEO_ROUTE: config.max_video_bytes})
+    app.add_middleware(BodyLimit, limit=limits.limit, paths=limits.paths)
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins,
@@ -191,7 +205,8 @@ def create_app(config: ServeConfig | None = None):
     async def _too_large(request, exc):
         state["rejected"] += 1
         return error(413, "too_large", f"the request body grew past the limit of "
-                     f"{config.max_upload_bytes:,} bytes; send a smaller image or fewer files")
+                     f"{limits.limit_of(request.url.path):,} bytes; send a smaller file or "
+                     "fewer files")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request, exc):
@@ -261,11 +276,12 @@ def create_app(config: ServeConfig | None = None):
     @app.get("/v1/stats", summary="Requests served and how they were batched")
     async def stats():
         return {"requests": state["requests"], "faces": state["faces"],
+                "videos": state["videos"], "video_frames": state["video_frames"],
                 "rejected": state["rejected"], "in_flight": state["in_flight"],
                 "uptime_s": round(time.time() - state["started"], 1),
                 "batching": state["batcher"].stats(),
                 "limits": {k: v for k, v in asdict(config).items()
-                           if k.startswith("max_") or k == "batch_window_ms"}}
+                           if k.startswith("max_") or k in ("batch_window_ms", "video_jobs")}}
 
     @app.post("/v1/predict", summary="Faces and expressions in uploaded images", openapi_extra={
         "requestBody": {"content": {
@@ -295,7 +311,111 @@ def create_app(config: ServeConfig | None = None):
         return {"model": config.model, "detector": detector_name(recognizer, detect),
                 "images": images, "records": records}
 
+    @app.post(VIDEO_ROUTE, summary="Faces and expressions along an uploaded video, with one "
+              "summary per person", openapi_extra={"requestBody": {"content": {
+                  "multipart/form-data": {"schema": {"type": "object", "properties": {
+                      "file": {"type": "string", "format": "binary"}}}},
+                  "video/mp4": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def predict_video(request: Request, every: int = 1, smooth: float = 0.0,
+                            detect: bool = True):
+        if every < 1 or not 0 <= smooth < 3600:
+            raise UploadError(400, "invalid_request", f"every={every}, smooth={smooth}: every "
+                              "is the step between analysed frames (1 or more), smooth a time "
+                              "constant in seconds (0: off)")
+        uploads = await _read_uploads(request, config, max_files=1)
+        if len(uploads) != 1:
+            raise UploadError(400, "one_video", f"{len(uploads)} files sent; send one video "
+                              "per request")
+        name, data = uploads[0]
+        suffix = check_video_upload(data, name, max_bytes=config.max_video_bytes)
+        async with state["video_slots"]:
+            answer = await _analyse_video(state, config, name, data, suffix, every, smooth,
+                                          state["detectors"] if detect else state["plain"])
+        state["requests"] += 1
+        state["videos"] += 1
+        state["video_frames"] += answer["video"]["frames_analysed"]
+        state["faces"] += sum("box" in r for r in answer["records"])
+        answer["detector"] = detector_name(state["recognizer"], detect)
+        return answer
+
     return app
+
+
+async def _analyse_video(state: dict, config: ServeConfig, name: str, data: bytes, suffix: str,
+                         every: int, smooth: float, detector) -> dict:
+    """Every ``every``-th frame of an uploaded video: faces found (worker threads) and scored
+    with the other requests' faces (the micro-batcher), tracked and, on request, smoothed, as
+    ``openfer predict VIDEO --json --summary`` gives them."""
+    import tempfile
+    from pathlib import Path
+
+    from ..errors import OpenferError
+    from ..summary import Summary
+    from ..video import VideoTracks, open_video, read_frames
+
+    recognizer: Recognizer = state["recognizer"]
+    with tempfile.TemporaryDirectory(prefix="openfer-video-") as folder:
+        path = Path(folder) / f"upload{suffix}"
+        await asyncio.to_thread(path.write_bytes, data)
+        try:
+            capture, _, fps = await asyncio.to_thread(open_video, path)
+        except OpenferError:
+            raise UploadError(422, "corrupt", f"the {suffix[1:].upper()} data cannot be opened "
+                              "as a video (truncated, corrupt, or a codec OpenCV lacks)",
+                              name) from None
+        try:
+            import cv2
+
+            width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+            height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            if width * height > config.max_pixels:
+                raise UploadError(413, "too_many_pixels", f"the video's frames are {width}x"
+                                  f"{height} pixels, more than the limit of "
+                                  f"{config.max_pixels:,}; downscale it", name)
+            tracks = VideoTracks(name, fps, smooth=smooth)
+            frames = read_frames(capture, every, config.max_video_frames + 1)
+            records, summary, analysed, truncated = [], Summary(), 0, False
+            while (frame := await asyncio.to_thread(_next_frame, frames, recognizer, detector,
+                                                    name, config)) is not None:
+                if analysed == config.max_video_frames:       # one frame more than the limit
+                    truncated = True
+                    break
+                index, result, faces = frame
+                if faces:
+                    probs = await state["batcher"].classify(np.stack([c for _, c in faces]))
+                    result.faces = [recognizer.face_result(d, p) for (d, _), p in
+                                    zip(faces, probs)]
+                tracks.place(result, index)
+                summary.add(result)
+                records.extend(result.records())
+                analysed += 1
+            if analysed == 0:
+                raise UploadError(422, "corrupt", "no frame of the video could be decoded "
+                                  "(empty, truncated or corrupt)", name)
+        finally:
+            capture.release()
+    return {"model": config.model,
+            "video": {"file": name, "width": width, "height": height, "fps": round(fps, 3),
+                      "every": every, "smooth_s": smooth, "frames_analysed": analysed,
+                      "truncated": truncated},
+            "records": records, "summaries": summary.rows()}
+
+
+def _next_frame(frames, recognizer: Recognizer, detector, name: str, config: ServeConfig):
+    """The next analysed frame's ``(index, result, [(detection, crop)])`` (worker thread): read,
+    bounded to ``max_side``, faces detected and cropped; ``None`` at the end."""
+    from ..data.images import fit_long_side
+
+    item = next(frames, None)
+    if item is None:
+        return None
+    index, rgb = item
+    height, width = rgb.shape[:2]
+    image, factor = fit_long_side(rgb, max(width, height), config.max_side)
+    result = ImageResult(name, width=width, height=height,
+                         detector=getattr(detector, "name", None))
+    return index, result, [(d.scaled(factor), recognizer.crop(image, d))
+                           for d in detector.detect(image)]
 
 
 def _named(model: str | list[str]) -> str:
@@ -317,17 +437,19 @@ def _prepare(recognizer: Recognizer, detector, name: str, data: bytes, config: S
     return result, faces
 
 
-async def _read_uploads(request, config: ServeConfig) -> list[tuple[str, bytes]]:
+async def _read_uploads(request, config: ServeConfig, max_files: int | None = None
+                        ) -> list[tuple[str, bytes]]:
     """``(name, bytes)`` for every file of a multipart request, or the raw body."""
     content_type = request.headers.get("content-type", "")
+    max_files = max_files or config.max_files
     if content_type.startswith("multipart/form-data"):
         try:
-            form = await request.form(max_files=config.max_files, max_fields=64)
+            form = await request.form(max_files=max_files, max_fields=64)
         except BodyTooLarge:
             raise
         except Exception as exc:          # malformed multipart, too many parts
             raise UploadError(400, "bad_multipart", f"the multipart body cannot be read ({exc}); "
-                              f"send at most {config.max_files} files") from None
+                              f"send at most {max_files} files") from None
         files = [value for _, value in form.multi_items() if hasattr(value, "read")]
         if not files:
             raise UploadError(400, "no_file", "the multipart body has no file part; send the "

@@ -46,6 +46,50 @@ class UploadError(Exception):
                           "file": self.file}}
 
 
+# Video containers the service accepts, by content, and the suffix OpenCV is given for each.
+VIDEO_SIGNATURES: tuple[tuple[str, bytes, int], ...] = (
+    (".mp4", b"ftyp", 4),                      # MP4, MOV, M4V, 3GP (ISO base media)
+    (".mov", b"moov", 4),                      # older QuickTime
+    (".mov", b"mdat", 4),
+    (".mov", b"wide", 4),
+    (".avi", b"AVI ", 8),                      # RIFF....AVI
+    (".mkv", b"\x1a\x45\xdf\xa3", 0),          # Matroska, WebM
+    (".mpg", b"\x00\x00\x01\xba", 0),          # MPEG program stream
+    (".flv", b"FLV\x01", 0),
+    (".wmv", b"\x30\x26\xb2\x75\x8e\x66\xcf\x11", 0),   # ASF
+)
+
+
+def sniff_video(data: bytes) -> str | None:
+    """The file suffix of the video container the bytes start with, or ``None``."""
+    for suffix, magic, offset in VIDEO_SIGNATURES:
+        if data[offset:offset + len(magic)] == magic:
+            if suffix == ".avi" and data[:4] != b"RIFF":
+                continue
+            return suffix
+    if len(data) > 188 and data[0] == data[188] == 0x47:    # MPEG transport stream packets
+        return ".ts"
+    return None
+
+
+def check_video_upload(data: bytes, name: str, *, max_bytes: int) -> str:
+    """The suffix of an uploaded video's container (:func:`sniff_video`); raises
+    :class:`UploadError` for an empty, oversized or non-video upload."""
+    if not data:
+        raise UploadError(400, "empty", "the upload is empty (0 bytes); send a video file", name)
+    if len(data) > max_bytes:
+        raise UploadError(413, "too_large", f"the video is {len(data):,} bytes, more than the "
+                          f"limit of {max_bytes:,}; send a shorter or smaller video", name)
+    suffix = sniff_video(data)
+    if suffix is None:
+        what = "an image: send it to /v1/predict" if sniff(data) else \
+            f"not a video container this service reads (it starts with bytes {data[:8].hex(' ')})"
+        raise UploadError(415, "not_a_video", f"the content is {what}; MP4/MOV, AVI, MKV/WebM, "
+                          "MPEG, FLV and WMV are read (the file name is not trusted, the "
+                          "content is)", name)
+    return suffix
+
+
 def sniff(data: bytes) -> str | None:
     """The image format the bytes start with, or ``None``."""
     for name, magic, offset in SIGNATURES:

@@ -1,0 +1,87 @@
+"""Video sources, and what a frame's results get along a video.
+
+:func:`open_video` opens a file or a camera (OpenCV), :func:`read_frames` yields its frames
+(every ``every``-th, RGB), and :class:`VideoTracks` gives each frame's scored result its place in
+the video: the frame number and time, each face's track id (IoU tracking,
+:mod:`openfer.faces.track`) and, on request, its scores averaged along its track
+(:class:`openfer.smoothing.TrackSmoother`). :meth:`openfer.infer.Recognizer.predict_video` and
+the web service's video route (:mod:`openfer.serve.app`) are both built from these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import OpenferError
+from .faces.track import IoUTracker
+
+
+def open_video(source: str | Path | int):
+    """``(capture, name, fps)`` of a video file or camera index; ``fps`` 0.0 where the source
+    gives no rate. Raises :class:`OpenferError` when it cannot be opened."""
+    import cv2
+
+    with contextlib.suppress(AttributeError):       # OpenCV's own warnings: ours say more
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    capture = cv2.VideoCapture(int(source) if isinstance(source, int) else str(source))
+    name = f"camera:{source}" if isinstance(source, int) else str(source)
+    if not capture.isOpened():
+        raise OpenferError(f"{name}: cannot open the video (unreadable file, unsupported "
+                           "codec, or no such camera)")
+    return capture, name, float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+
+
+def read_frames(capture, every: int = 1, max_frames: int | None = None
+                ) -> Iterator[tuple[int, np.ndarray]]:
+    """``(frame number, RGB frame)`` of every ``every``-th frame, at most ``max_frames`` of
+    them."""
+    import cv2
+
+    every = max(1, int(every))
+    index = processed = 0
+    while max_frames is None or processed < max_frames:
+        ok, frame = capture.read()
+        if not ok:
+            return
+        if index % every == 0:
+            processed += 1
+            yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        index += 1
+
+
+class VideoTracks:
+    """The frame number, time, track ids and (``smooth`` > 0) smoothed scores of each frame's
+    result, in frame order. Time is the frame's position at ``fps``; for a camera, or a file
+    that gives no rate, smoothing follows the clock."""
+
+    def __init__(self, name: str, fps: float, *, track: bool = True, smooth: float = 0.0,
+                 camera: bool = False):
+        from .smoothing import TrackSmoother
+
+        if smooth and not track:
+            raise OpenferError("smoothing follows faces along their tracks: smooth needs "
+                               "track=True")
+        try:
+            self.smoother = TrackSmoother(smooth) if smooth else None
+        except ValueError as exc:
+            raise OpenferError(str(exc)) from None
+        self.name, self.fps, self.clock = name, fps, camera or fps <= 0
+        self.tracker = IoUTracker() if track else None
+
+    def place(self, result, index: int):
+        """``result`` (an :class:`openfer.infer.ImageResult` of frame ``index``, its faces
+        scored) with its source, frame, time, track ids and smoothed scores set."""
+        result.source, result.frame = self.name, index
+        result.time = round(index / self.fps, 3) if self.fps > 0 else None
+        if self.tracker is not None:
+            for face, track_id in zip(result.faces, self.tracker.update([f.box for f in
+                                                                         result.faces])):
+                face.track_id = track_id
+        if self.smoother is not None:
+            self.smoother.update(result, time.monotonic() if self.clock else index / self.fps)
+        return result
