@@ -503,6 +503,51 @@ def test_the_page_shows_boxes_labels_and_bars_for_every_face(server, group6):
         driver.quit()
 
 
+def test_the_page_analyses_a_dropped_video_and_plays_it_with_its_boxes(video_server, tmp_path,
+                                                                       fer2013_csv):
+    """A WebM (VP9, which Chromium plays) of three real FER2013 faces held in one place: the page
+    uploads it to /v1/predict/video, lists the one person with the share of each label, and
+    plays the video with the face's box drawn from the analysed frames."""
+    import cv2
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from helpers.held_faces import held_face_frames
+    from openfer.data import load_dataset
+
+    faces = load_dataset("fer2013", fer2013_csv, "PublicTest")
+    rows = np.random.default_rng(3).choice(len(faces.labels), 3, replace=False)
+    path = tmp_path / "held.webm"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"VP90"), 15, (320, 240))
+    if not writer.isOpened():
+        pytest.skip("this OpenCV cannot write VP9 WebM")
+    for frame in held_face_frames(faces.images[rows, 0].numpy(), 15, seed=3):
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    driver = _browser("--autoplay-policy=no-user-gesture-required")
+    try:
+        _open_page(driver, video_server.url, "fernet_m", path)
+        WebDriverWait(driver, 120).until(
+            lambda d: d.find_element(By.ID, "canvas").get_attribute("data-people") is not None
+            or "error" in d.find_element(By.ID, "status").get_attribute("class"))
+        canvas = driver.find_element(By.ID, "canvas")
+        status = driver.find_element(By.ID, "status").text
+        assert canvas.get_attribute("data-people") == "1", status
+        assert "held.webm: 1 person(s), 15 frames analysed (3.0 s)" in status, status
+        top = driver.find_element(By.CSS_SELECTOR, "li.face .top").text
+        assert top.startswith("Person 1: ") and "of 15 frames (0" in top, top
+        shares = driver.find_elements(By.CSS_SELECTOR, "li.face .bar")
+        assert len(shares) == 7
+        WebDriverWait(driver, 60).until(                 # played, with the box drawn
+            lambda d: int(canvas.get_attribute("data-video-frames") or 0) >= 5
+            and canvas.get_attribute("data-boxes") == "1")
+        assert (canvas.get_attribute("width"), canvas.get_attribute("height")) == ("320", "240")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(ARTIFACTS / "serve_page_video.png"))
+    finally:
+        driver.quit()
+
+
 def test_the_pages_camera_follows_a_real_face_with_one_id_and_steady_labels(server, tmp_path,
                                                                           fer2013_csv):
     """Chromium's fake camera plays a real FER2013 face held still with camera-like jitter
