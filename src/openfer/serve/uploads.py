@@ -60,16 +60,20 @@ VIDEO_SIGNATURES: tuple[tuple[str, bytes, int], ...] = (
 )
 
 
+def _sniffed(signatures, data: bytes, riff: str) -> str | None:
+    """The first name in ``signatures`` whose magic bytes ``data`` holds at their offset (the
+    ``riff`` entry's only inside a RIFF file), or ``None``."""
+    for name, magic, offset in signatures:
+        if data[offset:offset + len(magic)] == magic and (name != riff or data[:4] == b"RIFF"):
+            return name
+    return None
+
+
 def sniff_video(data: bytes) -> str | None:
     """The file suffix of the video container the bytes start with, or ``None``."""
-    for suffix, magic, offset in VIDEO_SIGNATURES:
-        if data[offset:offset + len(magic)] == magic:
-            if suffix == ".avi" and data[:4] != b"RIFF":
-                continue
-            return suffix
     if len(data) > 188 and data[0] == data[188] == 0x47:    # MPEG transport stream packets
         return ".ts"
-    return None
+    return _sniffed(VIDEO_SIGNATURES, data, ".avi")
 
 
 def check_video_upload(data: bytes, name: str, *, max_bytes: int) -> str:
@@ -92,12 +96,7 @@ def check_video_upload(data: bytes, name: str, *, max_bytes: int) -> str:
 
 def sniff(data: bytes) -> str | None:
     """The image format the bytes start with, or ``None``."""
-    for name, magic, offset in SIGNATURES:
-        if data[offset:offset + len(magic)] == magic:
-            if name == "webp" and data[:4] != b"RIFF":
-                continue
-            return name
-    return None
+    return _sniffed(SIGNATURES, data, "webp")
 
 
 def decode_upload(data: bytes, name: str, *, max_bytes: int, max_pixels: int,
