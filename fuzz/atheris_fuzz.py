@@ -30,9 +30,16 @@ from targets import TARGETS, expected_errors, names_the_file  # noqa: E402
 
 
 def _instrument_openfer() -> None:
-    """Coverage feedback from openfer's own code (instrumenting torch would be slow)."""
+    """Coverage feedback from openfer's own code (instrumenting torch would be slow). The
+    readers are imported first: ``openfer.data`` imports each on first use, and a module
+    imported after this runs would give no feedback."""
+    import importlib
     import inspect
+    import pkgutil
     import types
+
+    for info in pkgutil.iter_modules(openfer.data.__path__, "openfer.data."):
+        importlib.import_module(info.name)
 
     for name, module in list(sys.modules.items()):
         if not name.startswith("openfer") or not isinstance(module, types.ModuleType):
