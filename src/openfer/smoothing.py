@@ -150,7 +150,6 @@ def frame_rates(dataset, default: float) -> tuple[np.ndarray, int]:
     data set names for the sample's folder (``dataset.video_files``, folder name -> file, as
     the Aff-Wild2 reader finds them in ``videos/``) where OpenCV reads a positive rate from it,
     else ``default``."""
-    check_time_constant(1.0, default)
     dataset = getattr(dataset, "dataset", dataset)
     files = getattr(dataset, "video_files", None) or {}
     read: dict[str, float | None] = {}

@@ -91,20 +91,17 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimit:
-    """ASGI middleware: a request body over ``limit`` bytes is refused with 413, whether its
-    ``Content-Length`` says so up front or a chunked body grows past it while being read."""
+    """ASGI middleware: a request body over ``limit`` bytes (a route's own in ``paths``) is
+    refused with 413, whether its ``Content-Length`` says so up front or a chunked body grows
+    past it while being read."""
 
     def __init__(self, app, limit: int, paths: dict[str, int] | None = None):
         self.app, self.limit, self.paths = app, limit, paths or {}
 
-    def limit_of(self, path: str) -> int:
-        """The body limit of a route: its own (``paths``), else the common one."""
-        return self.paths.get(path, self.limit)
-
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = self.limit_of(scope.get("path", ""))
+        limit = self.paths.get(scope.get("path", ""), self.limit)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return await _send_json(send, UploadError(
@@ -186,8 +183,8 @@ def create_app(config: ServeConfig | None = None):
 
     app = FastAPI(title="openfer", version=_version(), lifespan=lifespan,
                   summary="Facial expression recognition: photos in, faces and expressions out")
-    limits = BodyLimit(None, config.max_upload_bytes, {VIDEO_ROUTE: config.max_video_bytes})
-    app.add_middleware(BodyLimit, limit=limits.limit, paths=limits.paths)
+    route_limits = {VIDEO_ROUTE: config.max_video_bytes}
+    app.add_middleware(BodyLimit, limit=config.max_upload_bytes, paths=route_limits)
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins,
@@ -205,8 +202,8 @@ def create_app(config: ServeConfig | None = None):
     async def _too_large(request, exc):
         state["rejected"] += 1
         return error(413, "too_large", f"the request body grew past the limit of "
-                     f"{limits.limit_of(request.url.path):,} bytes; send a smaller file or "
-                     "fewer files")
+                     f"{route_limits.get(request.url.path, config.max_upload_bytes):,} bytes; "
+                     "send a smaller file or fewer files")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request, exc):
@@ -322,11 +319,7 @@ def create_app(config: ServeConfig | None = None):
             raise UploadError(400, "invalid_request", f"every={every}, smooth={smooth}: every "
                               "is the step between analysed frames (1 or more), smooth a time "
                               "constant in seconds (0: off)")
-        uploads = await _read_uploads(request, config, max_files=1)
-        if len(uploads) != 1:
-            raise UploadError(400, "one_video", f"{len(uploads)} files sent; send one video "
-                              "per request")
-        name, data = uploads[0]
+        [(name, data)] = await _read_uploads(request, config, max_files=1)
         suffix = check_video_upload(data, name, max_bytes=config.max_video_bytes)
         async with state["video_slots"]:
             answer = await _analyse_video(state, config, name, data, suffix, every, smooth,
