@@ -306,6 +306,53 @@ def test_predict_cli_on_video_and_unreadable_video(fer_video, model_file, tmp_pa
     assert "broken.mp4: cannot open the video" in capsys.readouterr().err
 
 
+@pytest.fixture
+def http_video(fer_video):
+    """The video served over HTTP on loopback (as an IP camera or a web server would)."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                                directory=str(fer_video.parent))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/{fer_video.name}"
+    server.shutdown()
+
+
+def test_video_urls_and_camera_streams_are_read_like_files(fer_video, http_video, model_file,
+                                                          tmp_path, capsys):
+    rec = Recognizer(model_file, detector="yunet", detector_options={"weights": YUNET})
+    local = [[f.label for f in r.faces] for r in rec.predict_video(fer_video)]
+    streamed = list(rec.predict_video(http_video))
+    assert [[f.label for f in r.faces] for r in streamed] == local
+    assert streamed[0].source == http_video and streamed[3].time == 0.3   # 10 frames/s
+    options = ["--model", str(model_file), "--detector", "yunet", "--yunet", str(YUNET),
+               "--json"]
+    assert main(["predict", http_video, *options, "--every", "4"]) == 0     # a URL as a path
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {r["frame"] for r in records} == {0, 4, 8} and len(records) == 6
+    assert main(["predict", "--camera", http_video, *options, "--max-frames", "2",   # live
+                 "--save-annotated", str(tmp_path)]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["frame"] for r in records] == [0, 0, 1, 1]
+    assert (tmp_path / "127.0.0.1_two_faces.annotated.mp4").stat().st_size > 0
+    secret = http_video.replace("http://", "http://viewer:s3cret@").replace(".avi", "_no.avi")
+    assert main(["predict", "--camera", secret, *options]) == 1
+    err = capsys.readouterr().err
+    assert "viewer:***@127.0.0.1" in err and "s3cret" not in err
+    assert "cannot open the video" in err
+
+
+def test_camera_takes_a_number_or_a_stream_url(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--camera", "front"])
+    assert "neither a camera number" in capsys.readouterr().err
+
+
 # -- the command line ----------------------------------------------------------------------------
 def test_predict_cli_json_records_and_summary(group6, model_file, tmp_path, capsys):
     (tmp_path / "bad.jpg").write_bytes(b"junk")

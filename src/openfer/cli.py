@@ -38,6 +38,7 @@ EXAMPLES = {
   openfer predict clip.mp4 --every 5 --csv --save-annotated out/
   openfer predict face_crops/ --no-detect --json
   openfer predict --camera 0 --every 2 --max-frames 300
+  openfer predict --camera rtsp://user:pass@192.168.1.20/stream1 --smooth 0.3 --summary p.csv
   openfer predict clip.mp4 --smooth 0.3 --save-annotated out/   # steadier labels
   openfer predict clip.mp4 --summary people.csv   # per person: share of time per expression""",
     "export": """examples:
@@ -183,13 +184,16 @@ def build_parser() -> argparse.ArgumentParser:
                                   "videos or a camera", epilog=EXAMPLES["predict"],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     predict.add_argument("paths", nargs="*", metavar="PATH",
-                         help="image files, video files or folders")
+                         help="image files, video files, folders, or video URLs "
+                              "(http://..., rtsp://...)")
     predict.add_argument("--model", action="append",
                          help="shipped name, .safetensors or .onnx file, or a training run's "
                               "directory (default: default); repeat it to predict with the "
                               "ensemble (mean of the probabilities; torch models)")
     predict.add_argument("--recursive", action="store_true", help="descend into sub-folders")
-    predict.add_argument("--camera", type=int, metavar="N", help="read camera number N")
+    predict.add_argument("--camera", type=_camera, metavar="N|URL",
+                         help="read camera number N, or a live stream (rtsp://..., http://...: "
+                              "an IP camera; smoothing then follows the clock)")
     predict.add_argument("--every", type=int, default=1, metavar="N",
                          help="process every N-th video frame (default 1)")
     predict.add_argument("--max-frames", type=int, metavar="N",
@@ -347,6 +351,18 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port: use 1-65535 (or 0: any "
                                          "free port)")
     return int(text)
+
+
+def _camera(value: str) -> int | str:
+    """``--camera``: a camera number, or a stream URL."""
+    from .video import is_stream_url
+
+    if value.isdigit():
+        return int(value)
+    if is_stream_url(value):
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r} is neither a camera number (0, 1, ...) nor a "
+                                     "stream URL (rtsp://..., http://...)")
 
 
 def _seconds(text: str) -> float:

@@ -351,14 +351,18 @@ class Recognizer:
     # -- video --------------------------------------------------------------------------------
     def predict_video(self, source: str | Path | int, every: int = 1,
                       max_frames: int | None = None, track: bool = True,
-                      with_frames: bool = False, smooth: float = 0.0) -> Iterator[ImageResult]:
-        """Per-frame results of a video file or camera index, every ``every``-th frame.
+                      with_frames: bool = False, smooth: float = 0.0,
+                      live: bool | None = None) -> Iterator[ImageResult]:
+        """Per-frame results of a video file, a stream URL (``rtsp://``, ``http://``: what
+        OpenCV's FFmpeg reads; a password in it is never shown) or a camera index, every
+        ``every``-th frame.
 
         Faces carry ``track_id``: the same person keeps the same id across frames (IoU
         tracking). ``smooth`` > 0 averages each track's probabilities over time with that time
         constant in seconds (:class:`openfer.smoothing.TrackSmoother`; the frame's own scores
         stay in ``extras["frame_scores"]``): time is the frame's position in a file, the clock
-        for a camera (or a file that gives no frame rate). Unreadable sources raise
+        for a ``live`` source (default: a camera index; a file or stream that gives no frame
+        rate too). Unreadable sources raise
         :class:`OpenferError`. ``with_frames=True`` yields ``(result, rgb_frame)`` pairs (for
         drawing). ``self.last_fps`` holds the source's rate.
         """
@@ -367,7 +371,7 @@ class Recognizer:
         capture, name, fps = open_video(source)
         try:
             tracks = VideoTracks(name, fps, track=track, smooth=smooth,
-                                 camera=isinstance(source, int))
+                                 camera=isinstance(source, int) if live is None else live)
             self.last_fps = fps
             decoded = 0
             for index, rgb in read_frames(capture, every, max_frames):

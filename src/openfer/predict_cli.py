@@ -16,6 +16,7 @@ from typing import Iterator
 from .errors import OpenferError
 from .faces.detect import detector_options
 from .data.images import is_video
+from .video import is_stream_url, shown_url, source_stem
 from .infer import ImageResult, Recognizer, collect_inputs
 
 
@@ -77,7 +78,8 @@ def _progress(total: int | None, unit: str):
 
 def run_predict(args, device: str) -> int:
     if not args.paths and args.camera is None:
-        raise OpenferError("nothing to predict: give image/video paths or folders, or --camera N")
+        raise OpenferError("nothing to predict: give image/video paths, folders or video URLs, "
+                           "or --camera N (or --camera URL)")
     detector = "none" if args.no_detect else args.detector
     options = detector_options(detector, args.yunet, args.mtcnn)
     recognizer = Recognizer(args.model or ["default"], detector=detector,
@@ -132,9 +134,14 @@ def run_predict(args, device: str) -> int:
 def _predict_all(recognizer: Recognizer, args, emit, stats, annotated) -> None:
     if args.camera is not None:
         stats["inputs"] += 1
-        _run_video(recognizer, args.camera, args, emit, stats, annotated)
-    inputs = collect_inputs(args.paths, args.recursive)
-    for note in _empty_folders(args.paths, inputs, args.recursive):
+        _run_video(recognizer, args.camera, args, emit, stats, annotated, live=True)
+    urls = [p for p in args.paths if is_stream_url(p)]
+    for url in urls:                       # a video file or stream over the network
+        stats["inputs"] += 1
+        _run_video(recognizer, url, args, emit, stats, annotated)
+    paths = [p for p in args.paths if p not in urls]
+    inputs = collect_inputs(paths, args.recursive)
+    for note in _empty_folders(paths, inputs, args.recursive):
         print(f"openfer: {note}", file=sys.stderr)
     tables = [p for p in inputs if _is_face_table(p)]
     inputs = [p for p in inputs if p not in tables]
@@ -237,25 +244,28 @@ def _opens_as_video(path: Path) -> bool:
             or head[:16] == bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c"))
 
 
-def _run_video(recognizer: Recognizer, source, args, emit, stats, annotated: Path | None) -> None:
+def _run_video(recognizer: Recognizer, source, args, emit, stats, annotated: Path | None,
+               live: bool | None = None) -> None:
     from .annotate import Placements, annotate
 
     out, placements = None, Placements()
     try:
         for result, rgb in recognizer.predict_video(source, every=args.every,
                                                     max_frames=args.max_frames,
-                                                    with_frames=True, smooth=args.smooth):
+                                                    with_frames=True, smooth=args.smooth,
+                                                    live=live):
             stats["frames"] += 1
             emit(result)
             if annotated is not None:
                 if out is None:
-                    stem = f"camera{source}" if isinstance(source, int) else Path(source).stem
+                    stem = source_stem(source)
                     fps = (recognizer.last_fps or 25.0) / max(1, args.every)
                     out = _VideoOut(annotated / f"{stem}.annotated.mp4",
                                     (rgb.shape[1], rgb.shape[0]), fps)
                 out.write(annotate(rgb, result, placements=placements))
     except OpenferError as exc:
-        emit(ImageResult(str(source), error=str(exc)))
+        emit(ImageResult(shown_url(source) if is_stream_url(source) else str(source),
+                         error=str(exc)))
     finally:
         if out is not None:
             out.close()

@@ -1,6 +1,7 @@
 """Video sources, and what a frame's results get along a video.
 
-:func:`open_video` opens a file or a camera (OpenCV), :func:`read_frames` yields its frames
+:func:`open_video` opens a file, a stream URL (``rtsp://``, ``http://``: what OpenCV's
+FFmpeg reads) or a camera (OpenCV), :func:`read_frames` yields its frames
 (every ``every``-th, RGB), and :class:`VideoTracks` gives each frame's scored result its place in
 the video: the frame number and time, each face's track id (IoU tracking,
 :mod:`openfer.faces.track`) and, on request, its scores averaged along its track
@@ -11,9 +12,11 @@ the web service's video route (:mod:`openfer.serve.app`) are both built from the
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -21,18 +24,50 @@ from .errors import OpenferError
 from .faces.track import IoUTracker
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_stream_url(source) -> bool:
+    """Whether ``source`` is a URL OpenCV's FFmpeg reads (``rtsp://``, ``http://``, ...)."""
+    return isinstance(source, str) and bool(_URL.match(source))
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***`` (records and messages name the
+    stream, never its credentials)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def source_stem(source: str | Path | int) -> str:
+    """A file-name stem for a source's outputs: ``camera0``, ``clip``, or a stream's host and
+    path (``cam.local_live``)."""
+    if isinstance(source, int):
+        return f"camera{source}"
+    if is_stream_url(source):
+        parts = urlsplit(source)
+        words = (re.sub(r"[^A-Za-z0-9.-]+", "_", part).strip("_.")
+                 for part in (parts.hostname or "", Path(parts.path).stem))
+        return "_".join(w for w in words if w) or "stream"
+    return Path(source).stem
+
+
 def open_video(source: str | Path | int):
-    """``(capture, name, fps)`` of a video file or camera index; ``fps`` 0.0 where the source
-    gives no rate. Raises :class:`OpenferError` when it cannot be opened."""
+    """``(capture, name, fps)`` of a video file, a stream URL or a camera index; ``fps`` 0.0
+    where the source gives no rate. Raises :class:`OpenferError` when it cannot be opened."""
     import cv2
 
     with contextlib.suppress(AttributeError):       # OpenCV's own warnings: ours say more
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     capture = cv2.VideoCapture(int(source) if isinstance(source, int) else str(source))
-    name = f"camera:{source}" if isinstance(source, int) else str(source)
+    name = f"camera:{source}" if isinstance(source, int) else \
+        shown_url(source) if is_stream_url(source) else str(source)
     if not capture.isOpened():
         raise OpenferError(f"{name}: cannot open the video (unreadable file, unsupported "
-                           "codec, or no such camera)")
+                           "codec, unreachable stream, or no such camera)")
     return capture, name, float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
 
 
