@@ -347,6 +347,24 @@ def test_video_urls_and_camera_streams_are_read_like_files(fer_video, http_video
     assert "cannot open the video" in err
 
 
+def test_uploads_are_opened_as_local_files_only(fer_video, http_video, monkeypatch):
+    """The web service opens uploads with ``local_only``: FFmpeg may not follow a file to the
+    network (a playlist inside an upload would otherwise make the server fetch URLs)."""
+    import os
+
+    from openfer.errors import OpenferError
+    from openfer.video import FFMPEG_OPTIONS, open_video
+
+    monkeypatch.delenv(FFMPEG_OPTIONS, raising=False)
+    capture, _, fps = open_video(fer_video, local_only=True)
+    assert capture.read()[0] and fps == 10.0
+    capture.release()
+    with pytest.raises(OpenferError, match="cannot open"):
+        open_video(http_video, local_only=True)
+    assert FFMPEG_OPTIONS not in os.environ                  # restored
+    open_video(http_video)[0].release()                       # the command line may
+
+
 def test_camera_takes_a_number_or_a_stream_url(capsys):
     with pytest.raises(SystemExit):
         main(["predict", "--camera", "front"])

@@ -55,14 +55,42 @@ def source_stem(source: str | Path | int) -> str:
     return Path(source).stem
 
 
-def open_video(source: str | Path | int):
+#: OpenCV passes this variable's options to FFmpeg at each open of a capture.
+FFMPEG_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+
+
+@contextlib.contextmanager
+def _local_files_only():
+    """FFmpeg may open local files only (no network protocol) for captures opened inside: its
+    ``protocol_whitelist``, which a demuxer's nested opens inherit, set through
+    :data:`FFMPEG_OPTIONS` under :data:`openfer.process_state.LOCK` (process-wide state)."""
+    import os
+
+    from .process_state import LOCK
+
+    with LOCK:
+        before = os.environ.get(FFMPEG_OPTIONS)
+        os.environ[FFMPEG_OPTIONS] = "protocol_whitelist;file"
+        try:
+            yield
+        finally:
+            if before is None:
+                del os.environ[FFMPEG_OPTIONS]
+            else:
+                os.environ[FFMPEG_OPTIONS] = before
+
+
+def open_video(source: str | Path | int, local_only: bool = False):
     """``(capture, name, fps)`` of a video file, a stream URL or a camera index; ``fps`` 0.0
-    where the source gives no rate. Raises :class:`OpenferError` when it cannot be opened."""
+    where the source gives no rate. Raises :class:`OpenferError` when it cannot be opened.
+    ``local_only``: a file that FFmpeg would follow to other files or over the network (a
+    playlist, a reference movie) cannot (the web service's uploads)."""
     import cv2
 
     with contextlib.suppress(AttributeError):       # OpenCV's own warnings: ours say more
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    capture = cv2.VideoCapture(int(source) if isinstance(source, int) else str(source))
+    with _local_files_only() if local_only else contextlib.nullcontext():
+        capture = cv2.VideoCapture(int(source) if isinstance(source, int) else str(source))
     name = f"camera:{source}" if isinstance(source, int) else \
         shown_url(source) if is_stream_url(source) else str(source)
     if not capture.isOpened():

@@ -351,7 +351,7 @@ async def _analyse_video(state: dict, config: ServeConfig, name: str, data: byte
         path = Path(folder) / f"upload{suffix}"
         await asyncio.to_thread(path.write_bytes, data)
         try:
-            capture, _, fps = await asyncio.to_thread(open_video, path)
+            capture, _, fps = await asyncio.to_thread(open_video, path, True)   # local only
         except OpenferError:
             raise UploadError(422, "corrupt", f"the {suffix[1:].upper()} data cannot be opened "
                               "as a video (truncated, corrupt, or a codec OpenCV lacks)",
