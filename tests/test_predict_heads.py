@@ -148,7 +148,26 @@ def test_onnx_export_carries_the_trained_heads(models, faces, tmp_path):
     assert sum(record["age_scores"].values()) == pytest.approx(1, abs=1e-3)
 
 
-def test_an_ensemble_and_a_plain_classifier_have_no_heads(models, faces):
+def test_an_ensemble_averages_the_heads_its_members_share(models, faces, tmp_path):
+    """Members with the same trained heads: the ensemble's rows are the mean of the members'
+    (class probabilities, values, categorical probabilities); members whose heads differ give
+    the expression alone, as a plain classifier does."""
     assert Recognizer("default", detector="none").heads == []
-    both = Recognizer([models["multitask"], models["multitask"]], detector="none")
-    assert both.heads == [] and both.predict(faces[0])[0].faces[0].extras == {}
+    torch.manual_seed(1)
+    heads = ("gender", "race", "age", "valence")
+    other = save_weights(trained(openfer.create_model("multitask", backbone="fernet_s",
+                                                      heads=heads), heads),
+                         tmp_path / "other.safetensors")
+    for precision in ("fp32", "auto"):
+        both = Recognizer([models["multitask"], other], detector="none", precision=precision)
+        assert [name for name, _ in both.heads] == list(heads)
+        alone = [Recognizer(m, detector="none", precision=precision).score(faces)
+                 for m in (models["multitask"], other)]
+        np.testing.assert_allclose(both.score(faces), (alone[0] + alone[1]) / 2, atol=1e-5)
+    record = both.predict(faces[0])[0].records()[0]
+    assert sum(record["age_scores"].values()) == pytest.approx(1, abs=1e-3)
+    valence = len(both.meta.classes) + sum(len(c) for _, c in both.heads if c)  # its column
+    assert record["valence"] == pytest.approx((alone[0][0, valence] + alone[1][0, valence]) / 2,
+                                              abs=1e-3)
+    mixed = Recognizer([models["multitask"], "default"], detector="none")
+    assert mixed.heads == [] and mixed.predict(faces[0])[0].faces[0].extras == {}

@@ -139,7 +139,9 @@ def score_rows(logits: torch.Tensor, heads: Sequence[torch.Tensor],
 class MeanProbabilities(torch.nn.Module):
     """An ensemble's class probabilities from members that each output their own (fused
     :class:`FaceScorer` graphs, each in its own precision: :func:`openfer.models.fusion.
-    fuse_members`): their mean, as :class:`openfer.models.ensemble.Ensemble` averages."""
+    fuse_members`): their mean, as :class:`openfer.models.ensemble.Ensemble` averages; with
+    the members' shared heads (:func:`shared_heads`) the mean of their values and of their
+    categorical probabilities too."""
 
     def __init__(self, members: list[torch.nn.Module], meta):
         super().__init__()
@@ -149,12 +151,21 @@ class MeanProbabilities(torch.nn.Module):
         return torch.stack([member(faces) for member in self.members]).mean(0)
 
 
+def shared_heads(members) -> list[tuple[str, tuple[str, ...] | None]]:
+    """The trained heads (:func:`openfer.evaluate.head_layout`) every member of an ensemble
+    has, in the same order with the same classes: what the ensemble averages and outputs; none
+    where the members' heads differ."""
+    layouts = [head_layout(member, trained_only=True) for member in members]
+    return layouts[0] if all(layout == layouts[0] for layout in layouts) else []
+
+
 class Recognizer:
     """Detect, align and classify faces with one model (or an ensemble).
 
     ``model``: a shipped name (``default``), a ``.safetensors`` file, an ``.onnx`` file, a model
     object with ``meta``, or a list of names and files: their ensemble (the mean of their
-    probabilities, :mod:`openfer.models.ensemble`; members must read the same input).
+    probabilities, :mod:`openfer.models.ensemble`; members must read the same input; heads that
+    every member has, e.g. valence and arousal, averaged too).
     ``detector``: ``auto``, ``yunet``, ``mtcnn``, ``haar`` or ``none`` (each input is one
     pre-cropped face). ``backend``: ``torch`` or ``onnx`` (onnxruntime; a torch model
     is exported on the fly). ``tta``: test-time augmentation, ``"flip"`` (or True: average with
@@ -214,9 +225,11 @@ class Recognizer:
             if backend == "onnx":
                 self.model = _onnx_from_torch(torch_model, threads)
                 self.heads = list(self.model.heads)
-            elif isinstance(torch_model, Ensemble) and precision != "fp32":
-                members, self.precision = fuse_members(torch_model, precision, self.device,
-                                                       wrap=FaceScorer)
+            elif isinstance(torch_model, Ensemble):
+                self.heads = shared_heads(torch_model.members)
+                members, self.precision = fuse_members(
+                    torch_model, precision, self.device,
+                    wrap=lambda member: FaceScorer(member, self.heads))
                 self.model = MeanProbabilities(members, torch_model.meta).to(self.device)
             else:
                 self.heads = head_layout(torch_model, trained_only=True)
