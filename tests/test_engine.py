@@ -93,6 +93,46 @@ def test_ddp_two_cpu_processes(fer2013_csv, tmp_path):
     assert read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 4
 
 
+def _gather_heads(rank: int, port: int, out) -> None:
+    """One process of a two-process gloo group: it saw labels for its own heads only."""
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+
+    from openfer.engine.task import ClassificationTask
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=2)
+    try:
+        task = SimpleNamespace(heads_trained={"valence"} if rank == 0 else {"age", "gender"})
+        out.put((rank, sorted(ClassificationTask._heads_trained_everywhere(task))))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_distributed_run_records_the_heads_every_process_trained():
+    """A head labelled only in another process's share of the data is recorded too (each
+    process checkpoints together; the heads are gathered there)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = mp.get_context("spawn")
+    out = context.Queue()
+    processes = [context.Process(target=_gather_heads, args=(rank, port, out))
+                 for rank in range(2)]
+    for process in processes:
+        process.start()
+    results = dict(out.get(timeout=120) for _ in processes)
+    for process in processes:
+        process.join(60)
+        assert process.exitcode == 0
+    assert results == {0: ["age", "gender", "valence"], 1: ["age", "gender", "valence"]}
+
+
 def test_labels_are_mapped_into_the_model_class_order(small_fer2013):
     from openfer.data import load_dataset
     from openfer.engine.datamodule import to_model_classes

@@ -140,7 +140,20 @@ class ClassificationTask(L.LightningModule):
         self.heads_trained.add(name)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[self.HEADS_TRAINED] = sorted(self.heads_trained)
+        checkpoint[self.HEADS_TRAINED] = sorted(self._heads_trained_everywhere())
+
+    def _heads_trained_everywhere(self) -> set[str]:
+        """The heads trained on any process: in a distributed run each process sees its own
+        share of the data, so a head labelled only in another's is gathered from it (every
+        process saves a checkpoint together, as Lightning requires, so this collective is met
+        by all)."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            gathered: list = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, sorted(self.heads_trained))
+            self.heads_trained = set().union(*map(set, gathered))
+        return self.heads_trained
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.heads_trained = set(checkpoint.get(self.HEADS_TRAINED, ()))
