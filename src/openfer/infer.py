@@ -32,7 +32,6 @@ from .faces.detect import DetectedFace, create_detector
 from .tta import averaged, tta_mode
 
 
-
 @dataclass
 class FaceResult:
     """One face: where it is, what the detector and the model say."""
@@ -374,10 +373,9 @@ class Recognizer:
         tracking). ``smooth`` > 0 averages each track's probabilities over time with that time
         constant in seconds (:class:`openfer.smoothing.TrackSmoother`; the frame's own scores
         stay in ``extras["frame_scores"]``): time is the frame's position in a file, the clock
-        for a ``live`` source (default: a camera index; a file or stream that gives no frame
-        rate too). Unreadable sources raise
-        :class:`OpenferError`. ``with_frames=True`` yields ``(result, rgb_frame)`` pairs (for
-        drawing). ``self.last_fps`` holds the source's rate.
+        for a ``live`` source (by default a camera index) and for any source that gives no frame
+        rate. Unreadable sources raise :class:`OpenferError`. ``with_frames=True`` yields
+        ``(result, rgb_frame)`` pairs (for drawing). ``self.last_fps`` holds the source's rate.
         """
         from .video import VideoTracks, open_video, read_frames
 

@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+from .data.images import is_video
 from .errors import OpenferError
 from .faces.detect import detector_options
-from .data.images import is_video
-from .video import is_stream_url, shown_url, source_stem
 from .infer import ImageResult, Recognizer, collect_inputs
+from .video import is_stream_url, shown_url, source_stem
 
 
 class RecordWriter:
