@@ -345,6 +345,16 @@ def test_predict_cli_on_video_and_unreadable_video(fer_video, model_file, tmp_pa
     assert "broken.mp4: cannot open the video" in capsys.readouterr().err
 
 
+def test_a_video_shows_its_progress_in_frames_on_a_terminal(fer_video, model_file,
+                                                            monkeypatch, capsys):
+    import openfer.predict_cli as predict_cli
+
+    monkeypatch.setattr(predict_cli.sys.stderr, "isatty", lambda: True, raising=False)
+    assert main(["predict", str(fer_video), "--model", str(model_file), "--detector",
+                 "yunet", "--yunet", str(YUNET), "--every", "5", "--json"]) == 0
+    assert "3/3" in capsys.readouterr().err                # 12 frames, every 5th: 0, 5, 10
+
+
 @pytest.fixture
 def http_video(fer_video):
     """The video served over HTTP on loopback (as an IP camera or a web server would)."""

@@ -67,6 +67,7 @@ def _text(record: dict, heads: tuple[str, ...] = ()) -> str:
 
 
 def _progress(total: int | None, unit: str):
+    """A progress bar on stderr when it is a terminal (``total`` None: a running count)."""
     if not sys.stderr.isatty() or (total is not None and total < 2):
         return None
     try:
@@ -249,12 +250,16 @@ def _run_video(recognizer: Recognizer, source, args, emit, stats, annotated: Pat
     from .annotate import Placements, annotate
 
     out, placements = None, Placements()
+    bar = _progress(_frames_to_read(source, args, live), "frame") if sys.stderr.isatty() \
+        else None
     try:
         for result, rgb in recognizer.predict_video(source, every=args.every,
                                                     max_frames=args.max_frames,
                                                     with_frames=True, smooth=args.smooth,
                                                     live=live):
             stats["frames"] += 1
+            if bar is not None:
+                bar.update()
             emit(result)
             if annotated is not None:
                 if out is None:
@@ -267,8 +272,29 @@ def _run_video(recognizer: Recognizer, source, args, emit, stats, annotated: Pat
         emit(ImageResult(shown_url(source) if is_stream_url(source) else str(source),
                          error=str(exc)))
     finally:
+        if bar is not None:
+            bar.close()
         if out is not None:
             out.close()
+
+
+def _frames_to_read(source, args, live: bool | None) -> int | None:
+    """How many frames a video will give (for the progress bar): from the file's frame count,
+    ``--every`` and ``--max-frames``; ``None`` (a running count) for cameras and streams (not
+    opened twice), or where the file does not say."""
+    if live or isinstance(source, int) or is_stream_url(source):
+        return args.max_frames
+    import cv2
+
+    capture = cv2.VideoCapture(str(source))
+    try:
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    finally:
+        capture.release()
+    if count <= 0:
+        return args.max_frames
+    total = -(-count // max(1, args.every))
+    return min(total, args.max_frames) if args.max_frames else total
 
 
 class _VideoOut:
