@@ -331,6 +331,29 @@ def test_video_gives_one_record_per_face_per_frame_with_stable_ids(fer_video, mo
     assert [f.frame for f in every] == [0, 5, 10]
 
 
+def test_a_face_missed_for_less_than_a_second_keeps_its_track(fer2013_csv, model_file,
+                                                              tmp_path):
+    """A real face, then 0.6 s (6 frames at 10 fps) without it (out of the picture, or missed
+    by the detector), then back where it was: one track, at any --every."""
+    from openfer.data import load_dataset
+
+    face = load_dataset("fer2013", fer2013_csv, "PublicTest").images[0, 0].numpy()
+    path = tmp_path / "gap.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    for t in range(30):
+        frame = np.full((240, 320), 128, np.uint8)
+        if not 10 <= t < 16:
+            frame[60:180, 100:220] = cv2.resize(face, (120, 120), interpolation=cv2.INTER_CUBIC)
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    rec = Recognizer(model_file, detector="yunet", detector_options={"weights": YUNET})
+    for every in (1, 2):
+        frames = list(rec.predict_video(path, every=every))
+        seen = [f.frame for f in frames if f.faces]
+        assert seen and not any(10 <= k < 16 for k in seen)
+        assert {face.track_id for f in frames for face in f.faces} == {0}, every
+
+
 def test_predict_cli_on_video_and_unreadable_video(fer_video, model_file, tmp_path, capsys):
     assert main(["predict", str(fer_video), "--model", str(model_file), "--detector", "yunet",
                  "--yunet", str(YUNET), "--json", "--every", "3",
@@ -346,13 +369,28 @@ def test_predict_cli_on_video_and_unreadable_video(fer_video, model_file, tmp_pa
 
 
 def test_a_video_shows_its_progress_in_frames_on_a_terminal(fer_video, model_file,
-                                                            monkeypatch, capsys):
+                                                            monkeypatch):
     import openfer.predict_cli as predict_cli
 
+    bars = []
+
+    class Bar:                                             # what tqdm is given and told
+        def __init__(self, total, unit):
+            self.total, self.unit, self.count, self.closed = total, unit, 0, False
+            bars.append(self)
+
+        def update(self):
+            self.count += 1
+
+        def close(self):
+            self.closed = True
+
     monkeypatch.setattr(predict_cli.sys.stderr, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(predict_cli, "_progress", Bar)
     assert main(["predict", str(fer_video), "--model", str(model_file), "--detector",
                  "yunet", "--yunet", str(YUNET), "--every", "5", "--json"]) == 0
-    assert "3/3" in capsys.readouterr().err                # 12 frames, every 5th: 0, 5, 10
+    frames = [b for b in bars if b.unit == "frame"]
+    assert [(b.total, b.count, b.closed) for b in frames] == [(3, 3, True)]   # 0, 5, 10 of 12
 
 
 @pytest.fixture

@@ -370,7 +370,8 @@ class Recognizer:
         ``every``-th frame.
 
         Faces carry ``track_id``: the same person keeps the same id across frames (IoU
-        tracking). ``smooth`` > 0 averages each track's probabilities over time with that time
+        tracking; also after up to a second unseen, :data:`openfer.video.TRACK_MEMORY_S`).
+        ``smooth`` > 0 averages each track's probabilities over time with that time
         constant in seconds (:class:`openfer.smoothing.TrackSmoother`; the frame's own scores
         stay in ``extras["frame_scores"]``): time is the frame's position in a file, the clock
         for a ``live`` source (by default a camera index) and for any source that gives no frame
@@ -381,7 +382,7 @@ class Recognizer:
 
         capture, name, fps = open_video(source)
         try:
-            tracks = VideoTracks(name, fps, track=track, smooth=smooth,
+            tracks = VideoTracks(name, fps, track=track, smooth=smooth, every=every,
                                  camera=isinstance(source, int) if live is None else live)
             self.last_fps = fps
             decoded = 0

@@ -117,13 +117,20 @@ def read_frames(capture, every: int = 1, max_frames: int | None = None
         index += 1
 
 
+#: A face unseen for this long (missed by the detector, or out of the picture for a moment)
+#: keeps its track id when it is found again where it was; the web page does the same.
+TRACK_MEMORY_S = 1.0
+
+
 class VideoTracks:
     """The frame number, time, track ids and (``smooth`` > 0) smoothed scores of each frame's
-    result, in frame order. Time is the frame's position at ``fps``; for a camera, or a file
-    that gives no rate, smoothing follows the clock."""
+    result, in frame order (``every``: the step between the frames given). Time is the frame's
+    position at ``fps``; for a camera, or a file that gives no rate, smoothing follows the
+    clock. A track survives :data:`TRACK_MEMORY_S` seconds without its face (at least 5
+    frames)."""
 
     def __init__(self, name: str, fps: float, *, track: bool = True, smooth: float = 0.0,
-                 camera: bool = False):
+                 camera: bool = False, every: int = 1):
         from .smoothing import TrackSmoother
 
         if smooth and not track:
@@ -134,7 +141,8 @@ class VideoTracks:
         except ValueError as exc:
             raise OpenferError(str(exc)) from None
         self.name, self.fps, self.clock = name, fps, camera or fps <= 0
-        self.tracker = IoUTracker() if track else None
+        memory = round(fps * TRACK_MEMORY_S / max(1, every)) if fps > 0 else 0
+        self.tracker = IoUTracker(max_age=max(5, memory)) if track else None
 
     def place(self, result, index: int):
         """``result`` (an :class:`openfer.infer.ImageResult` of frame ``index``, its faces

@@ -365,7 +365,7 @@ async def _analyse_video(state: dict, config: ServeConfig, name: str, data: byte
                 raise UploadError(413, "too_many_pixels", f"the video's frames are {width}x"
                                   f"{height} pixels, more than the limit of "
                                   f"{config.max_pixels:,}; downscale it", name)
-            tracks = VideoTracks(name, fps, smooth=smooth)
+            tracks = VideoTracks(name, fps, smooth=smooth, every=every)
             frames = read_frames(capture, every, config.max_video_frames + 1)
             records, summary, analysed, truncated = [], Summary(), 0, False
             while (frame := await asyncio.to_thread(_next_frame, frames, recognizer, detector,
