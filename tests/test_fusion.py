@@ -80,8 +80,8 @@ def test_bf16_keeps_the_top_label_and_the_publictest_accuracy(publictest, name):
 
 def test_an_ensemble_runs_each_member_in_the_precision_its_own_records_allow(publictest):
     """An ensemble records no precision checks of its own: under ``auto`` each member runs as it
-    would alone (here the default and FERNet-S: int8 and bf16 on this project's EPYC, both bf16
-    on AMX, fp32 where neither is checked), and the answers stay the fp32 ensemble's."""
+    would alone (here the default and FERNet-S: int8 and bf16 on this project's EPYC and AMX
+    Xeon, fp32 where neither is checked), and the answers stay the fp32 ensemble's."""
     from openfer.evaluate import evaluate
     from openfer.models.ensemble import load_ensemble
 

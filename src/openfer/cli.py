@@ -77,10 +77,10 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
 
 def _add_precision(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
-                        help="torch backend's arithmetic: auto (default: bf16 on CPUs with "
-                             "AMX-BF16, else int8 on x86 CPUs with AVX2, else bf16 on CPUs with "
-                             "AVX512-BF16, each for models whose metadata records its check "
-                             "against fp32; fp32 otherwise), fp32, bf16 or int8")
+                        help="torch backend's arithmetic: auto (default: int8 on x86 CPUs with "
+                             "AVX2, else bf16 on CPUs with AMX-BF16 or AVX512-BF16, each for "
+                             "models whose metadata records its check against fp32; fp32 "
+                             "otherwise), fp32, bf16 or int8")
 
 
 def _add_tta(parser: argparse.ArgumentParser) -> None:

@@ -171,9 +171,9 @@ class Recognizer:
     the mirrored face) or ``"shifts"`` (18 views; :mod:`openfer.tta`). ``threads``: CPU
     threads for inference (onnxruntime session; for torch, ``torch.set_num_threads``).
     ``precision`` (torch backend): ``fp32``, ``bf16``, ``int8`` (a model whose metadata records
-    an int8 calibration, :mod:`openfer.models.quantize`) or ``auto``: bf16 on CPUs with AMX-BF16,
-    else int8 where oneDNN's int8 kernels keep the answers (any x86 CPU with AVX2, for 7-bit
-    weights), else bf16 on CPUs with AVX512-BF16, each for a model whose metadata
+    an int8 calibration, :mod:`openfer.models.quantize`) or ``auto``: int8 where oneDNN's int8
+    kernels keep the answers (any x86 CPU with AVX2, for 7-bit weights), else bf16 on CPUs with
+    AMX-BF16 or AVX512-BF16, each for a model whose metadata
     records that precision's check against fp32 (``scripts/check_precision.py``); fp32
     otherwise (:func:`openfer.models.fusion.auto_precision`); an ensemble's members each as they
     would run alone (:func:`openfer.models.fusion.fuse_members`). ``self.precision`` says which

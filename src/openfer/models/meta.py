@@ -57,7 +57,7 @@ class ModelMeta:
     #: absent), "float_layers" (kept in fp32: the classifier head; none where absent), "faces",
     #: "calibration", "input", "activations", "check": {"split", "n",
     #: "top1_agreement", "accuracy_fp32", "accuracy_int8"}}``. Only models that carry it run in
-    #: int8, under ``precision="int8"`` or, on x86 CPUs with AVX2 (without AMX), ``"auto"``.
+    #: int8, under ``precision="int8"`` or, on x86 CPUs with AVX2, ``"auto"``.
     int8: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
