@@ -8,7 +8,12 @@
 # then `bash benchmarks/gpu/wait_collect.sh /tmp/kd 550` in each later call until ALL_DONE.
 # Environment:
 #   TEACHERS      the teachers' seeds (default "0 1 2"), one run "teacher<seed>" each
+#   TEACHER_RECIPE  the teachers' recipe (default fernet_l_fer2013, run at batch 256 and
+#                 learning rate 0.1; vgg_fer2013: Khaireddin & Chen's VGG variant, 73.28 % in
+#                 its paper, trained on ten crops a face and tested on their mean, its own
+#                 recipe's batch and rate; it reads the FERNets' input, so it teaches them)
 #   TEACHER_ARGS  overrides for every teacher (e.g. augment.erasing=0.5)
+#   TEACHER_EPOCH_S  seconds an epoch may take before a teacher is stopped (default 20)
 #   EXTRA_TEACHERS  weight files of teachers trained elsewhere (carried in .gpu/), joining the
 #                 ensemble and the students' teachers (e.g. a 100-epoch CPU teacher: seed 3,
 #                 71.0 % with flip TTA, is gone; seed 4, 70.8 %, is in /work/runs on the machine
@@ -40,9 +45,11 @@ common="data.root=$R trainer.progress_bar=false trainer.deterministic=false ${EX
 
 # -- teachers ---------------------------------------------------------------------------------
 seeds=${TEACHERS:-0 1 2}
+TR=${TEACHER_RECIPE:-fernet_l_fer2013}
+tdefaults=""; [ "$TR" = fernet_l_fer2013 ] && tdefaults="data.batch_size=256 optimizer.lr=0.1"
 for s in $seeds; do
-  timeout $((ET * 20 + 120)) python3 -m openfer train --recipe fernet_l_fer2013 $common \
-      trainer.seed=$s trainer.max_epochs=$ET data.batch_size=256 optimizer.lr=0.1 \
+  timeout $((ET * ${TEACHER_EPOCH_S:-20} + 120)) python3 -m openfer train --recipe $TR $common \
+      trainer.seed=$s trainer.max_epochs=$ET $tdefaults \
       ${TEACHER_ARGS:-} --output $W/teacher$s > $W/teacher$s.log 2>&1 &
 done; wait
 stamp teachers done

@@ -66,13 +66,32 @@ def crop_batch(x: torch.Tensor, size: tuple[int, int], random_five: bool) -> tor
     return crops[torch.arange(x.shape[0], device=x.device), choice]
 
 
+def ten_crops(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The ten ``size`` x ``size`` crops of every face of a batch (B, C, H, W), face by face:
+    (B * 10, C, size, size), in torchvision's ``TenCrop`` order: top-left, top-right,
+    bottom-left, bottom-right and centre of the face, then the same of its mirror image (the
+    multi-crop of Krizhevsky et al. 2012, as Khaireddin and Chen 2021 train and test with). The
+    centre as :func:`crop_batch`'s (torchvision's for even margins; with an odd margin,
+    torchvision's rounding may take the pixel after)."""
+    h, w = x.shape[-2:]
+    top, left = (h - size) // 2, (w - size) // 2
+    offsets = ((0, 0), (0, w - size), (h - size, 0), (h - size, w - size), (top, left))
+    crops = [face[..., t:t + size, c:c + size] for face in (x, x.flip(-1)) for t, c in offsets]
+    return torch.stack(crops, 1).flatten(0, 1)
+
+
 @dataclass
 class BatchAugment:
     """Random flip, rotation, scale, translation and erasing for a float batch in [0, 1].
 
     ``rotation`` in degrees (uniform ±), ``scale`` a (min, max) zoom, ``translate`` a fraction of
-    the side (uniform ±), ``erasing`` the probability of erasing one random rectangle of
-    ``erasing_area`` (min, max fraction of the image) with noise (Zhong et al., 2020).
+    the side (uniform ±); ``rotation_p`` and ``translate_p``: the share of faces rotated and
+    moved (torchvision's ``RandomApply``; 1 = all). ``erasing`` the probability of erasing one
+    random rectangle of ``erasing_area`` (min, max fraction of the image) with ``erasing_fill``
+    ``noise`` (Zhong et al., 2020) or ``zero`` (torchvision's ``RandomErasing`` default).
+    ``ten_crop``: a crop side; each face becomes its ten crops (:func:`ten_crops`, after the
+    geometry, before erasing, which then draws per crop), so the batch grows tenfold and the
+    training task repeats each label ten times (Khaireddin and Chen 2021).
     ``five_crop``: faces loaded larger than the model input (``data.image_size``) are cropped
     to it with one of the five crops at random in training (the centre at evaluation).
     ``mixup``: the alpha of mixup (Zhang et al., 2018; 0 = off), which the training task applies
@@ -85,8 +104,22 @@ class BatchAugment:
     translate: float = 0.0
     erasing: float = 0.0
     erasing_area: tuple[float, float] = (0.02, 0.25)
+    erasing_fill: str = "noise"
     five_crop: bool = False
     mixup: float = 0.0
+    rotation_p: float = 1.0
+    translate_p: float = 1.0
+    ten_crop: int = 0
+
+    def __post_init__(self) -> None:
+        if self.erasing_fill not in ("noise", "zero"):
+            raise ValueError(f"augment.erasing_fill must be noise or zero; got "
+                             f"{self.erasing_fill!r}")
+
+    @property
+    def views_per_face(self) -> int:
+        """How many training inputs each face becomes (10 with ``ten_crop``, else 1)."""
+        return 10 if self.ten_crop else 1
 
     @classmethod
     def from_config(cls, config: dict | None) -> "BatchAugment | None":
@@ -107,12 +140,18 @@ class BatchAugment:
             zoom = torch.empty(b, device=dev, dtype=dt).uniform_(*self.scale)
             shift = (torch.rand(b, 2, device=dev, dtype=dt) * 2 - 1) * (2 * self.translate)
             flip = torch.where(torch.rand(b, device=dev) < self.hflip, -1.0, 1.0).to(dt)
+            if self.rotation_p < 1:           # drawn only then: older recipes' draws unchanged
+                angle = angle * (torch.rand(b, device=dev) < self.rotation_p).to(dt)
+            if self.translate_p < 1:
+                shift = shift * (torch.rand(b, 1, device=dev) < self.translate_p).to(dt)
             cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
             theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1),
                                  torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1)  # (B, 2, 3)
             grid = F.affine_grid(theta, list(x.shape), align_corners=False)
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection",
                               align_corners=False)
+        if self.ten_crop:
+            x = ten_crops(x, self.ten_crop)
         if self.erasing > 0:
             x = self._erase(x)
         return x
@@ -142,5 +181,5 @@ class BatchAugment:
         mask = ((rows >= top.view(b, 1, 1)) & (rows < (top + eh).view(b, 1, 1))
                 & (cols >= left.view(b, 1, 1)) & (cols < (left + ew).view(b, 1, 1))
                 & apply.view(b, 1, 1)).unsqueeze(1)              # (B, 1, H, W)
-        noise = torch.rand_like(x)
-        return torch.where(mask, noise, x)
+        fill = torch.rand_like(x) if self.erasing_fill == "noise" else x.new_zeros(())
+        return torch.where(mask, fill, x)

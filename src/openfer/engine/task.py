@@ -106,11 +106,12 @@ class ClassificationTask(L.LightningModule):
         self.distill_alpha = float(distill.get("alpha", 0.0))
         self.distill_temperature = float(distill.get("temperature", 1.0))
         self.soft_targets = (recipe.get("loss") or {}).get("soft_targets")
-        if (teachers or self.mixup or self.soft_targets) and \
+        ten_crop = self.augment is not None and self.augment.ten_crop
+        if (teachers or self.mixup or self.soft_targets or ten_crop) and \
                 type(self).training_step is not ClassificationTask.training_step:
-            raise RecipeError(f"recipe {recipe['name']}: distill.teachers, augment.mixup and "
-                              f"loss.soft_targets work with method 'classification', not "
-                              f"{recipe['method']!r}")
+            raise RecipeError(f"recipe {recipe['name']}: distill.teachers, augment.mixup, "
+                              f"augment.ten_crop and loss.soft_targets work with method "
+                              f"'classification', not {recipe['method']!r}")
         object.__setattr__(self, "teacher", None)
         if not teachers:
             return
@@ -222,6 +223,10 @@ class ClassificationTask(L.LightningModule):
         images, labels, *extra = batch
         soft = extra[0][self.soft_targets] if extra and self.soft_targets else None
         x = self.prepare_input(images, train=True)
+        views = self.augment.views_per_face if self.augment is not None else 1
+        if views > 1:                                   # augment.ten_crop: ten inputs a face
+            labels = labels.repeat_interleave(views)
+            soft = soft.repeat_interleave(views, 0) if soft is not None else None
         if self.mixup:
             x, partner, lam = self.augment.mix(x)
         logits = self(x)

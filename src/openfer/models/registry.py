@@ -45,7 +45,7 @@ def register_model(name: str, meta: ModelMeta, description: str = ""):
 
 def _ensure_loaded() -> None:
     from . import (breg_next, classifiers, dacl, deep_emotion, emotion_gcn,  # noqa: F401
-                   fernet, fmpn, multitask)
+                   fernet, fmpn, multitask, vgg_fer)
 
 
 def list_models(pattern: str = "*") -> list[str]:
