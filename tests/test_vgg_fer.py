@@ -96,12 +96,12 @@ def test_the_recipe_is_the_authors_codes(tmp_path):
 
 
 @pytest.mark.slow
-def test_ten_crop_training_repeats_each_label_and_validates_on_whole_faces(fer2013_csv,
+def test_ten_crop_training_repeats_each_label_and_validates_on_whole_faces(fer2013_subset,
                                                                           tmp_path):
     """Two steps of 4 faces (40 crops each) and a validation of 16 whole faces run, and the
     training accuracy is counted per crop."""
     recipe = load_recipe("vgg_fer2013", [
-        f"data.root={fer2013_csv}", "trainer.progress_bar=false", "data.batch_size=4",
+        f"data.root={fer2013_subset}", "trainer.progress_bar=false", "data.batch_size=4",
         "data.limit_train=8", "data.limit_val=16", "trainer.max_epochs=1",
         "trainer.precision=32-true"])
     summary = train(recipe, output_dir=tmp_path)
