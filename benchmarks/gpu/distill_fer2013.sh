@@ -16,8 +16,8 @@
 #   TEACHER_EPOCH_S  seconds an epoch may take before a teacher is stopped (default 20)
 #   EXTRA_TEACHERS  weight files of teachers trained elsewhere (carried in .gpu/), joining the
 #                 ensemble and the students' teachers (e.g. a 100-epoch CPU teacher: seed 3,
-#                 71.0 % with flip TTA, is gone; seed 4, 70.8 %, is in /work/runs on the machine
-#                 of sessions 13-15 as fernet_l_fer2013_s4_e100/best.safetensors, 19 MB)
+#                 71.0 % with flip TTA, and seed 4, 70.8 %, both went with the machines they
+#                 were trained on; none is kept now)
 #   STUDENTS      the student models (fernet_<x>, default "s m"), each run "<x>_e<epochs>"
 #   STUDENT_ARGS  overrides for every student (e.g. data.batch_size=256 optimizer.lr=0.1)
 #   EXTRA         overrides for every run (e.g. data.limit_train=512 for a dry run on a CPU)
