@@ -50,6 +50,13 @@ def normalize(x: torch.Tensor, meta) -> torch.Tensor:
     return (x - mean) / std
 
 
+def five_crop_offsets(h, w, ch: int, cw: int) -> tuple:
+    """(top, left) of the five ``ch`` x ``cw`` crops of an ``h`` x ``w`` image in torchvision's
+    ``FiveCrop`` order: top-left, top-right, bottom-left, bottom-right, centre (the centre with
+    the margins halved downwards)."""
+    return ((0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), ((h - ch) // 2, (w - cw) // 2))
+
+
 def crop_batch(x: torch.Tensor, size: tuple[int, int], random_five: bool) -> torch.Tensor:
     """Crop a batch larger than ``size``: the centre, or per sample one of the five crops
     (4 corners + centre) at random, as DACL's ``RandomFiveCrop`` (and torchvision's FiveCrop)."""
@@ -57,10 +64,10 @@ def crop_batch(x: torch.Tensor, size: tuple[int, int], random_five: bool) -> tor
     ch, cw = size
     if (h, w) == (ch, cw):
         return x
-    top, left = (h - ch) // 2, (w - cw) // 2
+    offsets = five_crop_offsets(h, w, ch, cw)
     if not random_five:
+        top, left = offsets[-1]
         return x[..., top:top + ch, left:left + cw]
-    offsets = [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), (top, left)]
     crops = torch.stack([x[..., t:t + ch, c:c + cw] for t, c in offsets], 1)   # (B, 5, C, h, w)
     choice = torch.randint(0, 5, (x.shape[0],), device=x.device)
     return crops[torch.arange(x.shape[0], device=x.device), choice]
@@ -73,9 +80,7 @@ def ten_crops(x: torch.Tensor, size: int) -> torch.Tensor:
     multi-crop of Krizhevsky et al. 2012, as Khaireddin and Chen 2021 train and test with). The
     centre as :func:`crop_batch`'s (torchvision's for even margins; with an odd margin,
     torchvision's rounding may take the pixel after)."""
-    h, w = x.shape[-2:]
-    top, left = (h - size) // 2, (w - size) // 2
-    offsets = ((0, 0), (0, w - size), (h - size, 0), (h - size, w - size), (top, left))
+    offsets = five_crop_offsets(*x.shape[-2:], size, size)
     crops = [face[..., t:t + size, c:c + size] for face in (x, x.flip(-1)) for t, c in offsets]
     return torch.stack(crops, 1).flatten(0, 1)
 

@@ -84,6 +84,8 @@ class ClassificationTask(L.LightningModule):
                 crop_fraction=self.model.meta.input_size[0] / side)
         self.meta = self.model.meta
         self.augment = BatchAugment.from_config(recipe.get("augment"))
+        #: Training inputs per face (10 with ``augment.ten_crop``; each label repeated as many).
+        self.views_per_face = self.augment.views_per_face if self.augment is not None else 1
         self.seed = int(recipe["trainer"]["seed"])
         self.channels_last = bool(recipe["trainer"].get("channels_last"))
         if self.channels_last:
@@ -106,8 +108,7 @@ class ClassificationTask(L.LightningModule):
         self.distill_alpha = float(distill.get("alpha", 0.0))
         self.distill_temperature = float(distill.get("temperature", 1.0))
         self.soft_targets = (recipe.get("loss") or {}).get("soft_targets")
-        ten_crop = self.augment is not None and self.augment.ten_crop
-        if (teachers or self.mixup or self.soft_targets or ten_crop) and \
+        if (teachers or self.mixup or self.soft_targets or self.views_per_face > 1) and \
                 type(self).training_step is not ClassificationTask.training_step:
             raise RecipeError(f"recipe {recipe['name']}: distill.teachers, augment.mixup, "
                               f"augment.ten_crop and loss.soft_targets work with method "
@@ -223,10 +224,9 @@ class ClassificationTask(L.LightningModule):
         images, labels, *extra = batch
         soft = extra[0][self.soft_targets] if extra and self.soft_targets else None
         x = self.prepare_input(images, train=True)
-        views = self.augment.views_per_face if self.augment is not None else 1
-        if views > 1:                                   # augment.ten_crop: ten inputs a face
-            labels = labels.repeat_interleave(views)
-            soft = soft.repeat_interleave(views, 0) if soft is not None else None
+        if self.views_per_face > 1:                     # augment.ten_crop: ten inputs a face
+            labels = labels.repeat_interleave(self.views_per_face)
+            soft = soft.repeat_interleave(self.views_per_face, 0) if soft is not None else None
         if self.mixup:
             x, partner, lam = self.augment.mix(x)
         logits = self(x)

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.transforms import ten_crops
+from ..data.transforms import crop_batch, ten_crops
 from .meta import ModelMeta
 from .registry import register_model
 
@@ -81,8 +81,7 @@ class VGGFER(nn.Module):
         if self.training:                                # the crops themselves
             return self.forward_head(self.forward_features(x))
         if self.test_crops == 1:
-            top, left = (x.shape[-2] - self.crop) // 2, (x.shape[-1] - self.crop) // 2
-            x = x[..., top:top + self.crop, left:left + self.crop]
+            x = crop_batch(x, (self.crop, self.crop), random_five=False)
             return self.forward_head(self.forward_features(x))
         logits = self.forward_head(self.forward_features(ten_crops(x, self.crop)))
         return logits.unflatten(0, (-1, 10)).mean(1)
