@@ -368,6 +368,49 @@ def test_predict_cli_on_video_and_unreadable_video(fer_video, model_file, tmp_pa
     assert "broken.mp4: cannot open the video" in capsys.readouterr().err
 
 
+def test_annotated_copies_of_inputs_with_the_same_name_do_not_overwrite_each_other(
+        model_file, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    shades = {"happy/001.jpg": 40, "sad/001.jpg": 90, "001.png": 140, "001.jpg": 190}
+    for name, shade in shades.items():
+        (photos / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((48, 48, 3), shade, np.uint8)).save(photos / name)
+    out = tmp_path / "out"
+    assert main(["predict", str(photos), "--recursive", "--no-detect", "--model",
+                 str(model_file), "--save-annotated", str(out)]) == 0
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.jpg"))
+    assert written == ["001-2.annotated.jpg", "001.annotated.jpg", "happy/001.annotated.jpg",
+                       "sad/001.annotated.jpg"]        # sub-folders kept, one name renamed
+    assert "001.png: annotated copy written to" in capsys.readouterr().err
+    means = {str(p.relative_to(out)): cv2.imread(str(p)).mean() for p in out.rglob("*.jpg")}
+    assert means["happy/001.annotated.jpg"] < means["sad/001.annotated.jpg"]   # each its own
+
+
+def test_an_annotated_video_that_cannot_be_written_is_an_error_of_its_input(
+        fer_video, model_file, tmp_path, capsys, monkeypatch):
+    options = ["--model", str(model_file), "--no-detect", "--max-frames", "2"]
+    a_file = tmp_path / "out.txt"
+    a_file.write_text("")
+    assert main(["predict", str(fer_video), *options, "--save-annotated", str(a_file)]) == 2
+    assert "out.txt: a file, not a folder" in capsys.readouterr().err
+
+    class Unopened:                     # OpenCV without an encoder, or a folder it may not write
+        def __init__(self, *args):
+            pass
+
+        def isOpened(self):
+            return False
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(cv2, "VideoWriter", Unopened)
+    assert main(["predict", str(fer_video), *options, "--save-annotated",
+                 str(tmp_path / "out"), "--strict"]) == 1
+    assert "cannot write the annotated video there" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 def test_a_video_shows_its_progress_in_frames_on_a_terminal(fer_video, model_file,
                                                             monkeypatch):
     import openfer.predict_cli as predict_cli

@@ -210,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "times, share of frames with each label, mean scores) to FILE, "
                               "JSON or .csv")
     predict.add_argument("--save-annotated", metavar="DIR",
-                         help="write annotated images / videos into DIR")
+                         help="write annotated images / videos into DIR as "
+                              "<name>.annotated.jpg / .mp4, files of a folder given in their "
+                              "sub-folders; a name used twice in one run gets -2, -3, ...")
     predict.add_argument("--no-detect", action="store_true",
                          help="each input is one pre-cropped face (no detection)")
     predict.add_argument("--detector", default="auto",

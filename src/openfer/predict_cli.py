@@ -90,7 +90,12 @@ def run_predict(args, device: str) -> int:
     mode = "json" if args.json else "csv" if args.csv else "text"
     writer = RecordWriter(mode, recognizer.meta.classes,
                           heads=tuple(name for name, _ in recognizer.heads))
-    annotated = Path(args.save_annotated) if args.save_annotated else None
+    annotated = None
+    if args.save_annotated:
+        if Path(args.save_annotated).exists() and not Path(args.save_annotated).is_dir():
+            raise OpenferError(f"--save-annotated {args.save_annotated}: a file, not a folder; "
+                               "give a folder (created if missing)")
+        annotated = AnnotatedNames(args.save_annotated, args.paths)
     stats = {"inputs": 0, "read": 0, "frames": 0, "faces": 0, "errors": []}
     if mode == "text":
         print(f"model: {recognizer.meta.architecture} ({', '.join(recognizer.meta.classes)}); "
@@ -130,6 +135,43 @@ def run_predict(args, device: str) -> int:
     if stats["read"] + stats["frames"] == 0:
         return 1
     return 1 if args.strict and errors else 0
+
+
+class AnnotatedNames:
+    """Where ``--save-annotated DIR`` writes each input's annotated copy, so that no copy
+    overwrites another of the same run.
+
+    ``DIR/<stem>.annotated.jpg`` (``.mp4`` for videos and cameras); an input found in a folder
+    given keeps its place below that folder (``photos/a/x.jpg`` of ``photos`` ->
+    ``DIR/a/x.annotated.jpg``), so that files of the same name in different sub-folders
+    (``happy/001.jpg``, ``sad/001.jpg``) keep their copies apart. A name already written in this
+    run (``x.jpg`` and ``x.png`` side by side, or two folders given) takes ``-2``, ``-3``, ...
+    and stderr says which input it belongs to. Copies of an earlier run in ``DIR`` are replaced.
+    """
+
+    def __init__(self, directory: str | Path, paths=()):
+        self.directory = Path(directory)
+        self._roots = [Path(p) for p in paths if not is_stream_url(p) and Path(p).is_dir()]
+        self._taken: set[Path] = set()
+
+    def path(self, source, suffix: str) -> Path:
+        """The file for ``source`` (a path, stream URL or camera number) ending in ``suffix``
+        (``.annotated.jpg``); each call reserves a new name."""
+        folder = self.directory
+        if isinstance(source, (str, Path)) and not is_stream_url(source):
+            root = next((r for r in self._roots if Path(source).is_relative_to(r)), None)
+            if root is not None:
+                folder = folder.joinpath(*Path(source).relative_to(root).parent.parts)
+        stem = source_stem(source)
+        out, n = folder / f"{stem}{suffix}", 2
+        while out in self._taken:
+            out, n = folder / f"{stem}-{n}{suffix}", n + 1
+        self._taken.add(out)
+        if n > 2:
+            shown = shown_url(source) if is_stream_url(source) else source
+            print(f"openfer: {shown}: annotated copy written to {out} ({stem}{suffix} holds "
+                  "another input's)", file=sys.stderr)
+        return out
 
 
 def _predict_all(recognizer: Recognizer, args, emit, stats, annotated) -> None:
@@ -245,7 +287,8 @@ def _opens_as_video(path: Path) -> bool:
             or head[:16] == bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c"))
 
 
-def _run_video(recognizer: Recognizer, source, args, emit, stats, annotated: Path | None,
+def _run_video(recognizer: Recognizer, source, args, emit, stats,
+               annotated: AnnotatedNames | None,
                live: bool | None = None) -> None:
     from .annotate import Placements, annotate
 
@@ -263,9 +306,8 @@ def _run_video(recognizer: Recognizer, source, args, emit, stats, annotated: Pat
             emit(result)
             if annotated is not None:
                 if out is None:
-                    stem = source_stem(source)
                     fps = (recognizer.last_fps or 25.0) / max(1, args.every)
-                    out = _VideoOut(annotated / f"{stem}.annotated.mp4",
+                    out = _VideoOut(annotated.path(source, ".annotated.mp4"),
                                     (rgb.shape[1], rgb.shape[0]), fps)
                 out.write(annotate(rgb, result, placements=placements))
     except OpenferError as exc:
@@ -303,9 +345,20 @@ class _VideoOut:
     def __init__(self, path: Path, size: tuple[int, int], fps: float):
         import cv2
 
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from .errors import FileWriteError
+
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FileWriteError(path, exc) from exc
         self.path, self.tmp = path, path.with_name(f".{path.name}.tmp.mp4")
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not self.writer.isOpened():
+            self.writer.release()
+            self.tmp.unlink(missing_ok=True)
+            raise OpenferError(f"{path}: cannot write the annotated video there (a folder "
+                               "without write permission, or no MPEG-4 encoder in OpenCV); "
+                               "give --save-annotated another folder")
 
     def write(self, rgb) -> None:
         import cv2
@@ -317,7 +370,7 @@ class _VideoOut:
         os.replace(self.tmp, self.path)
 
 
-def _save_annotated_image(path: Path, result: ImageResult, directory: Path) -> None:
+def _save_annotated_image(path: Path, result: ImageResult, names: AnnotatedNames) -> None:
     import cv2
 
     from .annotate import annotate
@@ -327,4 +380,4 @@ def _save_annotated_image(path: Path, result: ImageResult, directory: Path) -> N
     image, _ = read_image_bounded(path)
     ok, data = cv2.imencode(".jpg", cv2.cvtColor(annotate(image, result), cv2.COLOR_RGB2BGR))
     if ok:
-        atomic_write_bytes(directory / f"{Path(path).stem}.annotated.jpg", data.tobytes())
+        atomic_write_bytes(names.path(path, ".annotated.jpg"), data.tobytes())
