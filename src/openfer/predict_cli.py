@@ -17,7 +17,7 @@ from .data.images import is_video
 from .errors import OpenferError
 from .faces.detect import detector_options
 from .infer import ImageResult, Recognizer, collect_inputs
-from .video import is_stream_url, shown_url, source_stem
+from .video import is_stream_url, source_name, source_stem
 
 
 class RecordWriter:
@@ -168,9 +168,8 @@ class AnnotatedNames:
             out, n = folder / f"{stem}-{n}{suffix}", n + 1
         self._taken.add(out)
         if n > 2:
-            shown = shown_url(source) if is_stream_url(source) else source
-            print(f"openfer: {shown}: annotated copy written to {out} ({stem}{suffix} holds "
-                  "another input's)", file=sys.stderr)
+            print(f"openfer: {source_name(source)}: annotated copy written to {out} "
+                  f"({stem}{suffix} holds another input's)", file=sys.stderr)
         return out
 
 
@@ -311,8 +310,7 @@ def _run_video(recognizer: Recognizer, source, args, emit, stats,
                                     (rgb.shape[1], rgb.shape[0]), fps)
                 out.write(annotate(rgb, result, placements=placements))
     except OpenferError as exc:
-        emit(ImageResult(shown_url(source) if is_stream_url(source) else str(source),
-                         error=str(exc)))
+        emit(ImageResult(source_name(source), error=str(exc)))
     finally:
         if bar is not None:
             bar.close()

@@ -42,6 +42,14 @@ def shown_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
+def source_name(source: str | Path | int) -> str:
+    """How records and messages name a source: ``camera:0``, the file's path, or a stream's URL
+    without its password (:func:`shown_url`)."""
+    if isinstance(source, int):
+        return f"camera:{source}"
+    return shown_url(source) if is_stream_url(source) else str(source)
+
+
 def source_stem(source: str | Path | int) -> str:
     """A file-name stem for a source's outputs: ``camera0``, ``clip``, or a stream's host and
     path (``cam.local_live``)."""
@@ -91,8 +99,7 @@ def open_video(source: str | Path | int, local_only: bool = False):
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     with _local_files_only() if local_only else contextlib.nullcontext():
         capture = cv2.VideoCapture(int(source) if isinstance(source, int) else str(source))
-    name = f"camera:{source}" if isinstance(source, int) else \
-        shown_url(source) if is_stream_url(source) else str(source)
+    name = source_name(source)
     if not capture.isOpened():
         raise OpenferError(f"{name}: cannot open the video (unreadable file, unsupported "
                            "codec, unreachable stream, or no such camera)")
