@@ -99,6 +99,17 @@ def test_eval_help_names_every_reader():
     assert sorted(DATASET_NAMES) == sorted(DATASETS)
 
 
+def test_no_example_in_the_help_runs_two_lines_together():
+    import re
+
+    from openfer.cli import EXAMPLES
+
+    for command, text in EXAMPLES.items():
+        for line in text.splitlines()[1:]:
+            # a continuation whose "\\" was lost is joined to its line after a run of spaces
+            assert not re.search(r"\S {2,}--", line), (command, line)
+
+
 def test_predict_reads_kaggles_unlabelled_test_csv(weights, tmp_path, capsys):
     test = tmp_path / "test.csv"
     test.write_text("pixels\n" + " ".join(["7"] * 2304) + "\n" + " ".join(["200"] * 2304) + "\n")

@@ -43,7 +43,7 @@ EXAMPLES = {
   openfer predict clip.mp4 --summary people.csv   # per person: share of time per expression""",
     "export": """examples:
   openfer export --model default --output model.onnx --dynamic-batch
-  openfer export --model default --output int8.onnx --quantize int8 \
+  openfer export --model default --output int8.onnx --quantize int8 \\
       --calibration-data fer2013.csv.gz
   openfer export --model runs/x/checkpoints/last.ckpt --output x.safetensors""",
     "data": """examples:
@@ -59,7 +59,7 @@ EXAMPLES = {
   openfer eval --model runs/deep_emotion_fer2013/best.safetensors --dataset fer2013 \\
       --root fer2013.csv.gz --split PublicTest
   openfer eval --model best.safetensors --dataset folder --root my_faces/ --json
-  openfer eval --model runs/new --compare default --dataset fer2013 --root fer2013.csv.gz \
+  openfer eval --model runs/new --compare default --dataset fer2013 --root fer2013.csv.gz \\
       --split PublicTest     # is the new model's gap to the default more than chance?""",
 }
 
