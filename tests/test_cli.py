@@ -110,6 +110,16 @@ def test_no_example_in_the_help_runs_two_lines_together():
             assert not re.search(r"\S {2,}--", line), (command, line)
 
 
+def test_predict_piped_into_a_reader_that_stops_early_ends_quietly(weights, tmp_path):
+    faces = write_fer2013_csv(tmp_path / "faces.csv", [(0, "PublicTest")] * 3000)  # > 64 KB
+    child = subprocess.Popen([sys.executable, "-m", "openfer", "predict", str(faces), "--model",
+                              str(weights)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout.readline().startswith(f"{faces}:".encode())     # as `| head -1`
+    child.stdout.close()
+    assert child.wait(timeout=120) == 141                  # as a tool stopped by SIGPIPE
+    assert b"Traceback" not in child.stderr.read()
+
+
 def test_predict_reads_kaggles_unlabelled_test_csv(weights, tmp_path, capsys):
     test = tmp_path / "test.csv"
     test.write_text("pixels\n" + " ".join(["7"] * 2304) + "\n" + " ".join(["200"] * 2304) + "\n")

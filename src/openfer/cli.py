@@ -7,6 +7,7 @@ that says what and where, and exit with status 2; nothing is written half-way.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -399,6 +400,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("openfer: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:                 # openfer predict ... | head: the reader has stopped
+        _silence_stdout()
+        return 141                          # as a Unix tool killed by SIGPIPE (128 + 13)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit cannot raise again."""
+    import os
+
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _require_training_extra() -> None:
