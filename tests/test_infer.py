@@ -453,6 +453,23 @@ def http_video(fer_video):
     server.shutdown()
 
 
+def test_a_photo_url_is_read_as_a_photo(http_video, fer_video, model_file, tmp_path, capsys):
+    face = cv2.imread(str(PHOTOS / "aligned112.png")) if (PHOTOS / "aligned112.png").is_file() \
+        else np.full((112, 112, 3), 128, np.uint8)
+    cv2.imwrite(str(fer_video.parent / "face.png"), face)        # beside the served video
+    url = http_video.rsplit("/", 1)[0] + "/face.png"
+    options = ["--model", str(model_file), "--no-detect", "--json"]
+    assert main(["predict", url, *options, "--save-annotated", str(tmp_path)]) == 0
+    [record] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    local = Recognizer(model_file, detector="none").predict(fer_video.parent / "face.png")[0]
+    assert record["file"] == url and record["frame"] is None and record["time"] is None
+    assert "track_id" not in record or record["track_id"] is None
+    assert record["label"] == local.faces[0].label            # PNG: the same pixels
+    assert (tmp_path / "127.0.0.1_face.annotated.jpg").stat().st_size > 0
+    assert main(["predict", url.replace("face.png", "missing.png"), *options]) == 1
+    assert "missing.png: cannot open" in capsys.readouterr().err
+
+
 def test_video_urls_and_camera_streams_are_read_like_files(fer_video, http_video, model_file,
                                                           tmp_path, capsys):
     rec = Recognizer(model_file, detector="yunet", detector_options={"weights": YUNET})

@@ -185,8 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "videos or a camera", epilog=EXAMPLES["predict"],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     predict.add_argument("paths", nargs="*", metavar="PATH",
-                         help="image files, video files, folders, or video URLs "
-                              "(http://..., rtsp://...)")
+                         help="image files, video files, folders, or URLs of photos and "
+                              "videos (http://..., rtsp://...)")
     predict.add_argument("--model", action="append",
                          help="shipped name, .safetensors or .onnx file, or a training run's "
                               "directory (default: default); repeat it to predict with the "

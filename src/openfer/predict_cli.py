@@ -12,8 +12,9 @@ import json
 import sys
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlsplit
 
-from .data.images import is_video
+from .data.images import is_image_file, is_video
 from .errors import OpenferError
 from .faces.detect import detector_options
 from .infer import ImageResult, Recognizer, collect_inputs
@@ -178,9 +179,12 @@ def _predict_all(recognizer: Recognizer, args, emit, stats, annotated) -> None:
         stats["inputs"] += 1
         _run_video(recognizer, args.camera, args, emit, stats, annotated, live=True)
     urls = [p for p in args.paths if is_stream_url(p)]
-    for url in urls:                       # a video file or stream over the network
+    for url in urls:                       # a photo, video file or stream over the network
         stats["inputs"] += 1
-        _run_video(recognizer, url, args, emit, stats, annotated)
+        if is_image_file(urlsplit(url).path):
+            _run_image_url(recognizer, url, emit, stats, annotated)
+        else:
+            _run_video(recognizer, url, args, emit, stats, annotated)
     paths = [p for p in args.paths if p not in urls]
     inputs = collect_inputs(paths, args.recursive)
     for note in _empty_folders(paths, inputs, args.recursive):
@@ -286,6 +290,25 @@ def _opens_as_video(path: Path) -> bool:
             or head[:16] == bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c"))
 
 
+def _run_image_url(recognizer: Recognizer, url: str, emit, stats,
+                   annotated: AnnotatedNames | None) -> None:
+    """A photo over the network (its URL's path ends in an image extension), read by OpenCV's
+    FFmpeg as the one frame of a video and reported as a photo: no frame, time or track."""
+    frames = recognizer.predict_video(url, max_frames=1, track=False, with_frames=True)
+    try:
+        result, rgb = next(frames)
+    except OpenferError as exc:
+        emit(ImageResult(source_name(url), error=str(exc)))
+        return
+    finally:
+        frames.close()                     # the connection
+    result.frame = result.time = None
+    stats["read"] += 1
+    if annotated is not None:
+        _save_annotated_image(url, result, annotated, rgb)
+    emit(result)
+
+
 def _run_video(recognizer: Recognizer, source, args, emit, stats,
                annotated: AnnotatedNames | None,
                live: bool | None = None) -> None:
@@ -368,14 +391,17 @@ class _VideoOut:
         os.replace(self.tmp, self.path)
 
 
-def _save_annotated_image(path: Path, result: ImageResult, names: AnnotatedNames) -> None:
+def _save_annotated_image(path: Path | str, result: ImageResult, names: AnnotatedNames,
+                          image=None) -> None:
+    """The annotated copy of ``path`` (its pixels ``image``, RGB, else read from the file)."""
     import cv2
 
     from .annotate import annotate
     from .data.images import read_image_bounded
     from .fileio import atomic_write_bytes
 
-    image, _ = read_image_bounded(path)
+    if image is None:
+        image, _ = read_image_bounded(path)
     ok, data = cv2.imencode(".jpg", cv2.cvtColor(annotate(image, result), cv2.COLOR_RGB2BGR))
     if ok:
         atomic_write_bytes(names.path(path, ".annotated.jpg"), data.tobytes())
