@@ -29,3 +29,20 @@ def test_torch_is_bounded_everywhere_it_is_required():
     pyproject = (ROOT / "pyproject.toml").read_text()
     for requirement in re.findall(r'"(torch[^"]*)"', pyproject):
         assert "<" in requirement or "==" in requirement, requirement
+
+
+def test_every_file_the_package_reads_is_in_what_it_installs():
+    """A non-editable install (a wheel) holds only the ``.py`` files and the package-data
+    patterns: a shipped weight, recipe, page or table outside them would be missing there."""
+    import fnmatch
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["openfer"]
+    package = ROOT / "src" / "openfer"
+    data = [p.relative_to(package).as_posix() for p in package.rglob("*")
+            if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
+    assert data, "no data files found: the package layout changed"
+    missing = [f for f in data if not any(fnmatch.fnmatch(f, g) for g in patterns)]
+    assert not missing, f"not in [tool.setuptools.package-data]: {missing}"
+    assert config["project"]["license-files"] == ["LICENSE"] and (ROOT / "LICENSE").is_file()
