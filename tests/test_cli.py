@@ -120,6 +120,29 @@ def test_predict_piped_into_a_reader_that_stops_early_ends_quietly(weights, tmp_
     assert b"Traceback" not in child.stderr.read()
 
 
+@pytest.mark.parametrize("command", ["train", "cv"])
+def test_a_training_device_flag_says_which_gpu(command):
+    from openfer.cli import _training_overrides, build_parser
+
+    def overrides(*flags):
+        args = build_parser().parse_args([command, "--recipe", "r", "--output", "o", *flags])
+        return _training_overrides(args)
+
+    assert overrides("--device", "cuda:1") == ["trainer.accelerator=gpu", "trainer.devices=[1]"]
+    assert overrides("--device", "cuda") == ["trainer.accelerator=gpu"]
+    assert overrides("--device", "cpu", "--devices", "2") == ["trainer.devices=2",
+                                                               "trainer.accelerator=cpu"]
+
+
+def test_a_device_that_is_no_device_is_refused_when_the_command_line_is_read(capsys):
+    for command in (["train", "--recipe", "r"], ["eval", "--model", "m", "--dataset", "fer2013",
+                                                 "--root", "x"], ["predict", "x.jpg"]):
+        with pytest.raises(SystemExit) as stopped:
+            main([*command, "--device", "gpu1"])
+        assert stopped.value.code == 2
+        assert "'gpu1': expected cpu, cuda, cuda:N" in capsys.readouterr().err
+
+
 def test_predict_reads_kaggles_unlabelled_test_csv(weights, tmp_path, capsys):
     test = tmp_path / "test.csv"
     test.write_text("pixels\n" + " ".join(["7"] * 2304) + "\n" + " ".join(["200"] * 2304) + "\n")

@@ -26,6 +26,12 @@ EXAMPLES = {
   openfer train --recipe my_recipe.yaml optimizer.lr=0.01 trainer.max_epochs=30
   openfer train --recipe deep_emotion_fer2013 data.root=fer2013.csv.gz \\
       --accelerator cpu --devices 2 --strategy ddp""",
+    "cv": """examples:
+  openfer cv --recipe fmpn_ckplus_stage1 --recipe fmpn_ckplus data.root=CKPlus \\
+      --output runs/fmpn_ckplus                   # 10 folds, FMPN's two stages in each
+  openfer cv --recipe deep_emotion_ckplus data.root=CKPlus --output runs/de_ckplus --fold 0
+  openfer cv --recipe fmpn_mmi_stage1 --recipe fmpn_mmi data.root=MMI \\
+      --output runs/fmpn_mmi --device cuda:1      # on the second GPU""",
     "serve": """examples:
   openfer serve                                   # http://127.0.0.1:8000 (page, /v1/predict, /docs)
   openfer serve --host 0.0.0.0 --port 8080 --api-key SECRET --workers 2
@@ -71,9 +77,48 @@ PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8")
 TTA_MODES = ("flip", "shifts")
 
 
+def _device(text: str) -> str:
+    """``--device``: cpu, cuda, cuda:N or auto (checked when the command line is read)."""
+    import re
+
+    if text in ("cpu", "cuda", "auto") or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: expected cpu, cuda, cuda:N (a GPU's number, "
+                                     "e.g. cuda:1) or auto")
+
+
 def _add_device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto",
+    parser.add_argument("--device", default="auto", type=_device,
                         help="cpu, cuda, cuda:1 or auto (default: auto = cuda if available)")
+
+
+def _add_training_devices(parser: argparse.ArgumentParser) -> None:
+    """The flags that say where a training runs (``train`` and ``cv``)."""
+    parser.add_argument("--accelerator", help="cpu, gpu, auto (overrides trainer.accelerator)")
+    parser.add_argument("--devices", help="number of devices or 'auto' (trainer.devices)")
+    parser.add_argument("--strategy", help="auto, ddp, ddp_spawn, ... (trainer.strategy)")
+    parser.add_argument("--device", type=_device,
+                        help="shortcut: cpu, cuda (Lightning's choice of GPUs), cuda:N (that "
+                             "GPU alone) or auto; sets trainer.accelerator and, for cuda:N, "
+                             "trainer.devices")
+
+
+def _training_overrides(args) -> list[str]:
+    """Recipe overrides of the command's own flags (``--max-epochs 5`` ->
+    ``trainer.max_epochs=5``), after its KEY=VALUE overrides so that they win."""
+    overrides = list(args.overrides)
+    for flag, key in (("accelerator", "trainer.accelerator"), ("devices", "trainer.devices"),
+                      ("strategy", "trainer.strategy"), ("max_epochs", "trainer.max_epochs"),
+                      ("seed", "trainer.seed")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if args.device:
+        gpu = args.device.startswith("cuda")
+        overrides.append("trainer.accelerator=" + ("gpu" if gpu else args.device))
+        if ":" in args.device:
+            overrides.append(f"trainer.devices=[{args.device.split(':')[1]}]")
+    return overrides
 
 
 def _add_precision(parser: argparse.ArgumentParser) -> None:
@@ -122,15 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
                        help="resume from a checkpoint file, or with no value from the newest "
                             "readable checkpoint of the run directory")
-    train.add_argument("--accelerator", help="cpu, gpu, auto (overrides trainer.accelerator)")
-    train.add_argument("--devices", help="number of devices or 'auto' (trainer.devices)")
-    train.add_argument("--strategy", help="auto, ddp, ddp_spawn, ... (trainer.strategy)")
+    _add_training_devices(train)
     train.add_argument("--max-epochs", type=int, help="overrides trainer.max_epochs")
     train.add_argument("--seed", type=int, help="overrides trainer.seed")
-    train.add_argument("--device", help="shortcut: cpu or cuda (sets --accelerator)")
 
     cv = commands.add_parser("cv", help="k-fold cross-validation of one or more chained "
-                             "recipes (CK+/MMI subject-independent protocol)")
+                             "recipes (CK+/MMI subject-independent protocol)",
+                             epilog=EXAMPLES["cv"],
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
     cv.add_argument("--recipe", action="append", required=True,
                     help="a recipe; repeat to chain stages per fold (FMPN: stage 1, then 2)")
     cv.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
@@ -140,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run only this fold (repeatable); default all")
     cv.add_argument("--output", required=True, help="folder for fold_<k>/ runs and "
                     "cv_summary.json; rerun the same command to resume")
+    _add_training_devices(cv)
 
     evaluate = commands.add_parser("eval", help="evaluate a model on a labelled data set",
                                    epilog=EXAMPLES["eval"],
@@ -429,17 +474,7 @@ def cmd_train(args) -> int:
     from .engine.recipe import load_recipe
     from .engine.train import train
 
-    overrides = list(args.overrides)
-    for flag, key in (("accelerator", "trainer.accelerator"), ("devices", "trainer.devices"),
-                      ("strategy", "trainer.strategy"), ("max_epochs", "trainer.max_epochs"),
-                      ("seed", "trainer.seed")):
-        value = getattr(args, flag)
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    if args.device:
-        overrides.append("trainer.accelerator=" + ("gpu" if args.device.startswith("cuda")
-                                                   else args.device))
-    recipe = load_recipe(args.recipe, overrides)
+    recipe = load_recipe(args.recipe, _training_overrides(args))
     summary = train(recipe, output_dir=args.output, resume=args.resume)
     if summary:
         print(json.dumps(summary, indent=2))
@@ -452,7 +487,8 @@ def cmd_cv(args) -> int:
 
     import shlex
     import sys
-    result = run_cross_validation(args.recipe, args.overrides, args.output, folds=args.folds,
+    result = run_cross_validation(args.recipe, _training_overrides(args), args.output,
+                                  folds=args.folds,
                                   only=args.fold,
                                   command=" ".join(["openfer", *map(shlex.quote,
                                                                     sys.argv[1:])]))
