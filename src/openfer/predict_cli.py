@@ -83,7 +83,7 @@ def run_predict(args, device: str) -> int:
         raise OpenferError("nothing to predict: give image/video paths, folders or video URLs, "
                            "or --camera N (or --camera URL)")
     detector = "none" if args.no_detect else args.detector
-    options = detector_options(detector, args.yunet, args.mtcnn)
+    options = detector_options(detector, args.yunet, args.mtcnn, args.min_face)
     recognizer = Recognizer(args.model or ["default"], detector=detector,
                             device=device, backend=args.backend,
                             batch_size=args.batch_size, tta=args.tta, detector_options=options,

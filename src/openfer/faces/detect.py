@@ -32,6 +32,12 @@ from ..errors import OpenferError
 from ..hub import download, openfer_home
 
 YUNET_SHA256 = "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
+#: The smallest face side (pixels, in the image as detected, at most ``max_side`` long) that
+#: the detectors look for by default: the classifiers read 48x48 or larger faces, and MTCNN's
+#: image pyramid starts at 12 / MIN_FACE, so 40 (facenet-pytorch's default is 20) halves its work
+#: (group photo panning at 640x443: 8.4 -> 15.0 frames/s end to end, 283 -> 284 faces found).
+MIN_FACE = 40
+
 YUNET_URL = ("https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/"
              "face_detection_yunet_2023mar.onnx")
 
@@ -81,8 +87,8 @@ class HaarDetector:
 
     name = "haar"
 
-    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 40,
-                 max_side: int = 1600):
+    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5,
+                 min_size: int = MIN_FACE, max_side: int = 1600):
         cv2 = _cv2()
         path = Path(getattr(cv2, "data", None).haarcascades if hasattr(cv2, "data") else "") \
             / "haarcascade_frontalface_default.xml"
@@ -136,7 +142,8 @@ class YuNetDetector:
     name = "yunet"
 
     def __init__(self, weights: str | Path | None = None, score_threshold: float = 0.6,
-                 nms_threshold: float = 0.3, max_side: int = 1600, verify: bool = True):
+                 nms_threshold: float = 0.3, max_side: int = 1600, verify: bool = True,
+                 min_face: int = 0):
         found = find_yunet(weights)
         if found is None:
             raise OpenferError(
@@ -149,6 +156,7 @@ class YuNetDetector:
         self.path = found
         self.score_threshold, self.nms_threshold, self.max_side = (score_threshold,
                                                                    nms_threshold, max_side)
+        self.min_face = min_face            # YuNet's cost does not depend on it: a filter
         self._detector = None
 
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
@@ -166,6 +174,8 @@ class YuNetDetector:
         faces = []
         for row in (rows if rows is not None else []):
             x, y, w, h = (float(v) for v in row[:4])
+            if max(w, h) < self.min_face:
+                continue
             faces.append(DetectedFace((x, y, x + w, y + h), float(row[14]),
                                       row[4:14].reshape(5, 2).astype(np.float64)))
         faces.sort(key=lambda f: -(f.score or 0))
@@ -182,27 +192,37 @@ class WholeImage:
         return [DetectedFace((0.0, 0.0, float(width), float(height)), None)]
 
 
-def detector_options(detector: str, yunet: str | None, mtcnn: str | None) -> dict:
-    """The weight locations a detector choice uses (``--yunet FILE``, ``--mtcnn DIR``)."""
+def detector_options(detector: str, yunet: str | None, mtcnn: str | None,
+                     min_face: int | None = None) -> dict:
+    """The weight locations a detector choice uses (``--yunet FILE``, ``--mtcnn DIR``) and the
+    smallest face it reports (``--min-face PX``; default :data:`MIN_FACE`)."""
     options = {}
     if yunet and detector in ("auto", "yunet"):
         options["weights"] = yunet
     if mtcnn and detector in ("auto", "mtcnn"):
         options["mtcnn"] = mtcnn
+    if min_face is not None:
+        options["min_face"] = min_face
     return options
 
 
 def create_detector(name: str = "auto", **options) -> Detector:
     """``haar``, ``yunet``, ``mtcnn``, ``none`` or ``auto`` (YuNet when its weights are local,
     else MTCNN when its weights are, else Haar). ``options["weights"]`` is YuNet's file,
-    ``options["mtcnn"]`` MTCNN's folder; other options go to the detector."""
+    ``options["mtcnn"]`` MTCNN's folder, ``options["min_face"]`` the smallest face side each
+    detector reports (its own option's name); other options go to the detector."""
     name = name.lower()
     mtcnn = options.pop("mtcnn", None)
+    min_face = options.pop("min_face", None)
     if name == "auto":
         if find_yunet(options.get("weights")):
-            return YuNetDetector(**options)
-        from .mtcnn import MTCNNDetector, find_mtcnn
-        return MTCNNDetector(mtcnn) if find_mtcnn(mtcnn) else HaarDetector()
+            name = "yunet"
+        else:
+            from .mtcnn import find_mtcnn
+            name = "mtcnn" if find_mtcnn(mtcnn) else "haar"
+            options.pop("weights", None)
+    if min_face is not None and name != "none":
+        options[{"haar": "min_size", "mtcnn": "min_face_size"}.get(name, "min_face")] = min_face
     if name == "haar":
         return HaarDetector(**options)
     if name == "yunet":
