@@ -261,6 +261,22 @@ def test_openfer_serve_reads_a_repeated_model_as_an_ensemble(monkeypatch):
     assert served == [["default", "fernet_s.fer2013"], "fernet_s.fer2013", "default"]
 
 
+def test_a_server_looks_for_faces_of_its_min_face_and_more(group6, monkeypatch):
+    """``openfer serve --min-face PX``, as ``openfer predict``'s: group6's faces are ~100 px."""
+    import openfer.serve
+    from openfer.cli import main
+
+    served = []
+    monkeypatch.setattr(openfer.serve, "run", lambda config, **_: served.append(config.min_face))
+    assert main(["serve", "--min-face", "64"]) == 0 and main(["serve"]) == 0
+    assert served == [64, None]                             # None: the detectors' MIN_FACE
+    for min_face, found in ((64, 6), (200, 0)):
+        with Server(_config(min_face=min_face)) as server:
+            body = httpx.post(f"{server.url}/v1/predict", timeout=60,
+                              files={"file": ("group6.jpg", group6, "image/jpeg")}).json()
+        assert body["images"][0]["faces"] == found, min_face
+
+
 # -- bad input: each kind gets its own 4xx, and the server keeps serving ---------------------
 
 def _bad_uploads(group6: bytes) -> list[tuple[str, dict, int, str]]:

@@ -89,6 +89,14 @@ def _pixels(text: str) -> int:
     return value
 
 
+def _add_min_face(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--min-face", type=_pixels, metavar="PX",
+                        help="smallest face side to look for, in pixels of the image as "
+                             "searched (over 1600 px it is downscaled to 1600 first; default "
+                             "40: faces under the classifiers' 48 px input are less reliable, "
+                             "and MTCNN runs twice as fast as at 20)")
+
+
 def _device(text: str) -> str:
     """``--device``: cpu, cuda, cuda:N or auto (checked when the command line is read)."""
     import re
@@ -279,11 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--yunet", metavar="FILE", help="path of the YuNet ONNX weights")
     predict.add_argument("--mtcnn", metavar="DIR",
                          help="folder of MTCNN's pnet.pt, rnet.pt, onet.pt (facenet-pytorch's)")
-    predict.add_argument("--min-face", type=_pixels, metavar="PX",
-                         help="smallest face side to look for, in pixels of the image as "
-                              "searched (over 1600 px it is downscaled to 1600 first; default "
-                              "40: faces under the classifiers' 48 px input are less reliable, "
-                              "and MTCNN runs twice as fast as at 20)")
+    _add_min_face(predict)
     predict.add_argument("--batch-size", type=int, default=64)
     predict.add_argument("--backend", default="torch", choices=("torch", "onnx"))
     _add_precision(predict)
@@ -377,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--yunet", metavar="FILE", help="path of the YuNet ONNX weights")
     serve.add_argument("--mtcnn", metavar="DIR",
                          help="folder of MTCNN's pnet.pt, rnet.pt, onet.pt (facenet-pytorch's)")
+    _add_min_face(serve)
     serve.add_argument("--backend", default="torch", choices=("torch", "onnx"))
     _add_tta(serve)
     _add_precision(serve)
@@ -724,7 +729,7 @@ def cmd_serve(args) -> int:
                            "pip install 'openfer[serve]'") from None
     config = ServeConfig(
         model=_model_or_ensemble(args.model), detector=args.detector,
-        yunet=args.yunet, mtcnn=args.mtcnn,
+        yunet=args.yunet, mtcnn=args.mtcnn, min_face=args.min_face,
         backend=args.backend,
         precision=args.precision, tta=args.tta, device=resolve_device(args.device),
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),

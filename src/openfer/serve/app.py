@@ -57,6 +57,7 @@ class ServeConfig:
     detector: str = "auto"
     yunet: str | None = None
     mtcnn: str | None = None
+    min_face: int | None = None                   # smallest face side (default: MIN_FACE)
     backend: str = "torch"
     precision: str = "auto"
     tta: str | None = None                        # test-time augmentation: flip or shifts
@@ -164,7 +165,8 @@ def create_app(config: ServeConfig | None = None):
 
     @asynccontextmanager
     async def lifespan(app):
-        options = detector_options(config.detector, config.yunet, config.mtcnn)
+        options = detector_options(config.detector, config.yunet, config.mtcnn,
+                                   config.min_face)
         recognizer = Recognizer(config.model, detector=config.detector, device=config.device,
                                 backend=config.backend, precision=config.precision,
                                 tta=config.tta, detector_options=options)
