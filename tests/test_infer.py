@@ -210,6 +210,21 @@ def test_image_without_a_face_says_so(model_file, tmp_path):
                                  "label": None, "note": "no face detected"}]
 
 
+def test_small_photos_without_a_face_suggest_no_detect_once(model_file, tmp_path, capsys):
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    for i in range(3):                                 # nothing a detector would call a face
+        Image.fromarray(np.full((48, 48, 3), 60 * i, np.uint8)).save(crops / f"{i}.png")
+    Image.fromarray(np.full((200, 300, 3), 200, np.uint8)).save(crops / "wall.png")
+    options = ["--model", str(model_file), "--detector", "haar", "--json"]
+    assert main(["predict", str(crops), *options]) == 0
+    err = capsys.readouterr().err
+    assert err.count("--no-detect classifies each one whole") == 1 and "(48x48)" in err
+    assert main(["predict", str(crops / "wall.png"), *options]) == 0   # a scene: no hint
+    assert main(["predict", str(crops), *options, "--no-detect"]) == 0
+    assert "--no-detect classifies" not in capsys.readouterr().err
+
+
 # -- bad input never crashes a batch ----------------------------------------------------------
 def _bad_inputs(tmp_path, face_rgb):
     """(name, path, readable) for inputs from the wild."""
