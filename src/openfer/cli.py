@@ -98,13 +98,14 @@ def _add_min_face(parser: argparse.ArgumentParser) -> None:
 
 
 def _device(text: str) -> str:
-    """``--device``: cpu, cuda, cuda:N or auto (checked when the command line is read)."""
+    """``--device``: cpu, cuda, cuda:N, mps (Apple GPUs) or auto (checked when the command line
+    is read)."""
     import re
 
-    if text in ("cpu", "cuda", "auto") or re.fullmatch(r"cuda:\d+", text):
+    if text in ("cpu", "cuda", "mps", "auto") or re.fullmatch(r"cuda:\d+", text):
         return text
     raise argparse.ArgumentTypeError(f"{text!r}: expected cpu, cuda, cuda:N (a GPU's number, "
-                                     "e.g. cuda:1) or auto")
+                                     "e.g. cuda:1), mps or auto")
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
