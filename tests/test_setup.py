@@ -35,8 +35,10 @@ def test_every_file_the_package_reads_is_in_what_it_installs():
     """A non-editable install (a wheel) holds only the ``.py`` files and the package-data
     patterns: a shipped weight, recipe, page or table outside them would be missing there."""
     import fnmatch
-    import tomllib
 
+    import pytest
+
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11's")
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     patterns = config["tool"]["setuptools"]["package-data"]["openfer"]
     package = ROOT / "src" / "openfer"
