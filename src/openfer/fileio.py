@@ -60,11 +60,20 @@ def atomic_write_with(path: str | Path, writer: Callable[[str], None]) -> None:
     _commit(tmp, path)
 
 
-def _temporary(path: Path) -> tuple[int, str]:
-    """A new temporary file beside ``path`` (its folder created); an unwritable place is a
+def make_parent(path: Path) -> None:
+    """Create the folder of ``path`` (and those above it); a place where it cannot be is a
     :class:`FileWriteError` naming ``path``."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FileWriteError(path, exc) from exc
+
+
+def _temporary(path: Path) -> tuple[int, str]:
+    """A new temporary file beside ``path`` (its folder created); an unwritable place is a
+    :class:`FileWriteError` naming ``path``."""
+    make_parent(path)
+    try:
         return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise FileWriteError(path, exc) from exc

@@ -82,6 +82,8 @@ def run_predict(args, device: str) -> int:
     if not args.paths and args.camera is None:
         raise OpenferError("nothing to predict: give image/video paths, folders or video URLs, "
                            "or --camera N (or --camera URL)")
+    annotated = AnnotatedNames(args.save_annotated, args.paths) if args.save_annotated \
+        else None
     detector = "none" if args.no_detect else args.detector
     options = detector_options(detector, args.yunet, args.mtcnn, args.min_face)
     recognizer = Recognizer(args.model or ["default"], detector=detector,
@@ -91,12 +93,6 @@ def run_predict(args, device: str) -> int:
     mode = "json" if args.json else "csv" if args.csv else "text"
     writer = RecordWriter(mode, recognizer.meta.classes,
                           heads=tuple(name for name, _ in recognizer.heads))
-    annotated = None
-    if args.save_annotated:
-        if Path(args.save_annotated).exists() and not Path(args.save_annotated).is_dir():
-            raise OpenferError(f"--save-annotated {args.save_annotated}: a file, not a folder; "
-                               "give a folder (created if missing)")
-        annotated = AnnotatedNames(args.save_annotated, args.paths)
     stats = {"inputs": 0, "read": 0, "frames": 0, "faces": 0, "errors": [], "crop_hint": False}
     if mode == "text":
         print(f"model: {recognizer.meta.architecture} ({', '.join(recognizer.meta.classes)}); "
@@ -164,6 +160,9 @@ class AnnotatedNames:
 
     def __init__(self, directory: str | Path, paths=()):
         self.directory = Path(directory)
+        if self.directory.exists() and not self.directory.is_dir():
+            raise OpenferError(f"--save-annotated {directory}: a file, not a folder; give a "
+                               "folder (created if missing)")
         self._roots = [Path(p) for p in paths if not is_stream_url(p) and Path(p).is_dir()]
         self._taken: set[Path] = set()
 
@@ -378,12 +377,9 @@ class _VideoOut:
     def __init__(self, path: Path, size: tuple[int, int], fps: float):
         import cv2
 
-        from .errors import FileWriteError
+        from .fileio import make_parent
 
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise FileWriteError(path, exc) from exc
+        make_parent(path)
         self.path, self.tmp = path, path.with_name(f".{path.name}.tmp.mp4")
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not self.writer.isOpened():
